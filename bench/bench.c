@@ -1,0 +1,17 @@
+/* bench/bench.c: `coil bench WHAT` dispatch. Every benchmark prints one
+ * figure per line as "name value unit". */
+#include <stdio.h>
+#include <string.h>
+
+#include "app/commands.h"
+#include "bench/bench.h"
+
+int coil_cmd_bench(int argc, char **argv) {
+    if (argc < 1) {
+        fprintf(stderr, "usage: coil bench runtime [--quick]\n");
+        return 2;
+    }
+    if (strcmp(argv[0], "runtime") == 0) return coil_bench_runtime(argc - 1, argv + 1);
+    fprintf(stderr, "coil bench: unknown benchmark '%s'\n", argv[0]);
+    return 2;
+}

@@ -1,0 +1,32 @@
+/* app/main.c: the coil command. */
+#include <coil/coil.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "app/commands.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: coil COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  bench runtime    measure the runtime (and asyncio/uvloop when installed)\n"
+            "  version          print the version\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("coil %s\n", COIL_VERSION_STRING);
+        return 0;
+    }
+#ifdef COIL_HAVE_BENCH
+    if (strcmp(argv[1], "bench") == 0) return coil_cmd_bench(argc - 2, argv + 2);
+#endif
+    fprintf(stderr, "coil: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

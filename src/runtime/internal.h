@@ -1,0 +1,296 @@
+/* runtime/internal.h: what the runtime's files share (coil__ names).
+ *
+ * The pieces and how they fit:
+ *
+ *   loop.c      drives one libuv loop per thread and the run queue of ready
+ *               tasks; coil_run() and shutdown.
+ *   task.c      spawn, finish, join, detach, cancel; the park/wake protocol
+ *               below, which every suspending call is built on.
+ *   switch.c    the context switch (Boost.Context fcontext) and the hooks
+ *               that let ASan, TSan and valgrind follow it.
+ *   stack.c     mmap'd stacks carved from slabs, with guard pages, pooled.
+ *   timer.c     a binary min-heap of coil__timer on each loop, woken by one
+ *               uv_timer; sleep and deadline scopes use it.
+ *   scope.c     deadline/cancel scopes and how cancellation is computed.
+ *   group.c ... the rest are built from the above only.
+ *
+ * Park/wake protocol. A task suspends only through coil__park(). Before it
+ * parks, it links a coil__wait (usually on its own stack) wherever a waker
+ * will find it, and gives the wait an `interrupt` callback. Then:
+ *
+ *   - a waker unlinks the wait and calls coil__wake(task, result): the task
+ *     becomes ready and coil__park() returns `result`;
+ *   - a cancellation or an expired scope calls wait->interrupt(wait, err). If
+ *     it returns true it has unlinked the wait, and the task is woken with
+ *     `err`; if false (or interrupt is NULL) the park goes on and the
+ *     cancellation stays pending for the next suspension point.
+ *
+ * Exactly one of the two happens, because both run on the loop's thread and
+ * each first unlinks the wait. A task is never woken twice for one park.
+ */
+#ifndef COIL_RUNTIME_INTERNAL_H
+#define COIL_RUNTIME_INTERNAL_H
+
+#include "coil/runtime.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+/* ------------------------------------------------------------------ checks */
+
+/* Defensive checks stay on in release builds (libdill's dill_assert). */
+#define COIL_ASSERT(cond)                                                    \
+    do {                                                                     \
+        if (__builtin_expect(!(cond), 0))                                    \
+            coil__panic(__FILE__, __LINE__, "assertion failed: " #cond);     \
+    } while (0)
+
+__attribute__((noreturn)) void coil__panic(const char *file, int line, const char *msg);
+
+#define COIL_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define COIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define COIL_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+
+/* ------------------------------------------------------------------ lists */
+
+static inline void coil__list_init(coil__list *l) { l->next = l->prev = l; }
+static inline bool coil__list_empty(const coil__list *l) { return l->next == l; }
+static inline void coil__list_push_back(coil__list *l, coil__list *n) {
+    n->prev = l->prev;
+    n->next = l;
+    l->prev->next = n;
+    l->prev = n;
+}
+/* Unlinks `n` and makes it a list of its own, so a second unlink is harmless. */
+static inline void coil__list_remove(coil__list *n) {
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->next = n->prev = n;
+}
+static inline coil__list *coil__list_pop_front(coil__list *l) {
+    if (coil__list_empty(l)) return NULL;
+    coil__list *n = l->next;
+    coil__list_remove(n);
+    return n;
+}
+#define coil__list_foreach(it, head) for ((it) = (head)->next; (it) != (head); (it) = (it)->next)
+
+/* ------------------------------------------------------------------ context */
+
+typedef void *coil__fctx;
+typedef struct coil__transfer {
+    coil__fctx fctx;
+    void *data;
+} coil__transfer;
+
+/* ------------------------------------------------------------------ stacks */
+
+typedef struct coil__stack {
+    char *limit;       /* lowest usable byte */
+    char *top;         /* one past the highest usable byte */
+    bool pooled;       /* carved from a slab; returns to the loop's pool */
+    bool guarded;      /* a guard page sits just below `limit` */
+    unsigned vg_id;    /* valgrind stack id, 0 when not running on valgrind */
+} coil__stack;
+
+typedef struct coil__stack_pool coil__stack_pool;
+
+/* ------------------------------------------------------------------ tasks */
+
+typedef enum coil__task_state {
+    COIL__READY,   /* in the run queue */
+    COIL__RUNNING, /* the loop's current task */
+    COIL__PARKED,  /* suspended in coil__park() */
+    COIL__DONE     /* returned; waiting to be joined or freed */
+} coil__task_state;
+
+typedef struct coil__wait coil__wait;
+struct coil__wait {
+    /* See the protocol above. NULL: the park cannot be interrupted. */
+    bool (*interrupt)(coil__wait *w, int err);
+};
+
+/* A waiter parked on a sync primitive's list. */
+typedef struct coil__waiter {
+    coil__wait wait;    /* interrupt unlinks `link` */
+    coil__list link;    /* in the primitive's waiter list */
+    coil_task *task;    /* the parked task */
+    void *value;        /* handed over by the waker (queue item, ...) */
+} coil__waiter;
+
+typedef struct coil__locals coil__locals;
+
+struct coil_task {
+    coil__fctx ctx;          /* saved context while not running */
+    coil_task *next_ready;   /* run-queue link */
+    coil_loop *loop;         /* owning loop, never changes */
+    uint8_t state;           /* coil__task_state */
+    bool cancelled;          /* coil_cancel() was called */
+    bool detached;           /* handle given up: free on finish */
+    bool joined;             /* handle consumed by coil_join() */
+    bool failure_reported;   /* lost-failure report already written */
+    int wake_result;         /* what coil__park() returns */
+    coil__wait *wait;        /* what it is parked on, while PARKED */
+    coil_scope *scope;       /* innermost scope, NULL at top level */
+    coil_group *groups;      /* innermost open group it owns */
+    coil_group *group;       /* group that owns this task, or NULL */
+    coil__list group_link;   /* in group->children */
+    coil_task *joiner;       /* task parked in coil_join() on this one */
+    coil_fn fn;              /* entry point and its argument */
+    void *arg;
+    coil_result result;      /* set when DONE */
+    coil__locals *locals;    /* task-local values (shared, copy on write) */
+    coil__list all_link;     /* in loop->tasks, for dumps and shutdown */
+    const char *spawn_file;  /* where coil_spawn was called */
+    int spawn_line;
+    const char *park_file;   /* the suspending call, while parked */
+    int park_line;
+    coil_time created;       /* coil_now() at spawn */
+    coil_time busy_ns;       /* time spent running, see loop.c */
+    uint64_t id;             /* 1, 2, ... per loop */
+    coil__stack stack;       /* this struct sits at the top of it */
+    void *asan_fake_stack;   /* ASan fiber bookkeeping */
+    void *tsan_fiber;        /* TSan fiber */
+    char name[48];
+};
+
+/* ------------------------------------------------------------------ loop */
+
+typedef struct coil__xcall {
+    void (*fn)(void *arg);
+    void *arg;
+    struct coil__xcall *next;
+} coil__xcall;
+
+struct coil_loop {
+    uv_loop_t uv;                 /* the libuv loop */
+    coil__fctx sched_ctx;         /* scheduler context while a task runs */
+    coil_task *current;           /* running task, NULL in the scheduler */
+    coil_task *ready_head;        /* run queue (FIFO, intrusive) */
+    coil_task *ready_tail;
+    coil__timer **heap;           /* timer min-heap */
+    size_t heap_len, heap_cap;
+    uv_timer_t wakeup;            /* armed for the earliest timer */
+    uv_async_t async;             /* cross-thread wakeups */
+    pthread_mutex_t xlock;        /* guards xcalls, stopped */
+    coil__xcall *xcalls_head;     /* pending cross-thread callbacks (FIFO) */
+    coil__xcall *xcalls_tail;
+    bool stopped;                 /* no more cross-thread calls accepted */
+    atomic_size_t xpending;       /* remote work in flight keeping us alive */
+    coil__list tasks;             /* every task not yet freed */
+    size_t ntasks;                /* tasks alive (not DONE) */
+    uint64_t spawned;             /* tasks spawned in total */
+    coil__stack_pool *stacks;     /* this loop's stack pool */
+    size_t default_stack;         /* usable bytes for default stacks */
+    coil_task *main;              /* the task coil_run() started */
+    bool stopping;                /* coil_loop_thread_stop() was called */
+    void *tsan_sched_fiber;       /* TSan fiber of the scheduler */
+    const void *sched_stack_bottom; /* ASan: the thread's own stack */
+    size_t sched_stack_size;
+    /* Watchdog heartbeat: written by the loop thread, read by the watchdog. */
+    _Atomic uint64_t beat;        /* bumped at every resume */
+    _Atomic(coil_task *) running; /* task on the CPU, or NULL */
+};
+
+/* The loop of this thread. */
+extern _Thread_local coil_loop *coil__tls_loop __attribute__((tls_model("initial-exec")));
+
+/* ------------------------------------------------------------------ task.c */
+
+/* Parks the running task until coil__wake() or an interruption (see the
+ * protocol above). Returns the pending cancellation without parking if there
+ * is one and `w` is interruptible. Suspends. */
+int coil__park(coil__wait *w);
+/* Makes a PARKED task ready; its coil__park() returns `result`. */
+void coil__wake(coil_task *t, int result);
+/* Offers the task's pending cancellation to its current park, and cancels the
+ * groups it owns that the cancellation covers. Call after any change that may
+ * cancel `t` (coil_cancel, a scope firing). */
+void coil__propagate_cancel(coil_task *t);
+/* The error the task's next suspension point would report, 0 if none. */
+int coil__pending_cancel(const coil_task *t);
+/* Same, for code inside scope `s` of task `t` (NULL: the task level). */
+int coil__scope_chain_cancel(const coil_task *t, const coil_scope *s);
+/* Spawns with an explicit owning group (NULL: a plain handle). */
+coil_task *coil__spawn(coil_loop *loop, const coil_spawn_opts *opts, coil_fn fn, void *arg,
+                       coil_group *group, const char *file, int line);
+/* Frees a finished task (stack back to the pool). */
+void coil__task_free(coil_task *t);
+/* Called by task.c when a group-owned child finishes. */
+void coil__group_child_done(coil_group *g, coil_task *child);
+/* Cancels a group's children (used by scope.c and task.c). */
+void coil__group_cancel_children(coil_group *g);
+
+/* Waits on a primitive's list: links `w` at the tail, parks, and unlinks on
+ * interruption. Returns the wake result. Suspends. */
+int coil__wait_on(coil__list *waiters, coil__waiter *w);
+/* Pops the first waiter, stores `value` in it and wakes it with `result`.
+ * Returns false if there was none. */
+bool coil__wake_one(coil__list *waiters, void *value, int result);
+/* Wakes every waiter with `result`. */
+void coil__wake_all(coil__list *waiters, int result);
+
+/* Running task of this thread's loop, or NULL. */
+static inline coil_task *coil__running(void) {
+    coil_loop *l = coil__tls_loop;
+    return l ? l->current : NULL;
+}
+
+/* ------------------------------------------------------------------ switch.c */
+
+/* Prepares `t`'s context on its stack. */
+void coil__context_make(coil_task *t, void (*entry)(coil__transfer));
+/* From the scheduler, runs `t` until it suspends or finishes. */
+void coil__context_resume(coil_loop *loop, coil_task *t);
+/* From a task, returns to the scheduler. `finished`: never resumed again. */
+void coil__context_suspend(coil_loop *loop, coil_task *t, bool finished);
+/* The task entry must call this first, with what it received. */
+void coil__context_started(coil_loop *loop, coil_task *t, coil__transfer from);
+void coil__context_destroy(coil_task *t);
+void coil__context_loop_init(coil_loop *loop);
+
+/* ------------------------------------------------------------------ stack.c */
+
+coil__stack_pool *coil__stack_pool_new(void);
+void coil__stack_pool_free(coil__stack_pool *p);
+/* Gets a stack of at least `size` usable bytes. Returns 0 or -ENOMEM. */
+int coil__stack_get(coil__stack_pool *p, size_t size, coil__stack *out);
+void coil__stack_put(coil__stack_pool *p, coil__stack *s);
+size_t coil__stack_default_size(void);
+
+/* ------------------------------------------------------------------ timer.c */
+
+void coil__timer_init(coil__timer *t, void (*fire)(coil__timer *t));
+/* Arms (or re-arms) `t` for `deadline` on `loop`. Returns 0 or -ENOMEM. */
+int coil__timer_start(coil_loop *loop, coil__timer *t, coil_time deadline);
+void coil__timer_stop(coil_loop *loop, coil__timer *t);
+static inline bool coil__timer_active(const coil__timer *t) { return t->index != SIZE_MAX; }
+/* Fires every timer due at `now`. Returns how many fired. */
+size_t coil__timers_run(coil_loop *loop, coil_time now);
+/* Earliest deadline, or COIL_NEVER. */
+coil_time coil__timers_next(const coil_loop *loop);
+
+/* ------------------------------------------------------------------ loop.c */
+
+int coil__loop_init(coil_loop *loop);
+/* Drives the loop until `until()` is true. Returns 0 or -EDEADLK. */
+int coil__loop_drive(coil_loop *loop, bool (*until)(coil_loop *loop));
+void coil__loop_close(coil_loop *loop);
+void coil__ready_push(coil_loop *loop, coil_task *t);
+
+/* ------------------------------------------------------------------ locals.c */
+
+void coil__locals_retain(coil__locals *l);
+void coil__locals_release(coil__locals *l);
+/* The context a thread-pool call reads (set for the duration of the call). */
+extern _Thread_local coil__locals *coil__thread_locals;
+
+/* ------------------------------------------------------------------ log */
+
+/* Writes one diagnostic line to stderr, prefixed with "coil: ". */
+void coil__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Failure of a detached task: logged at once. */
+void coil__report_lost_failure(coil_task *t);
+
+#endif /* COIL_RUNTIME_INTERNAL_H */
