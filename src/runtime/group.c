@@ -112,6 +112,8 @@ int coil_group_wait(coil_group *g) {
         }
     }
     close_group(g);
+    /* A suspension point even when nothing was left to wait for. */
+    if (!interrupted) interrupted = coil__pending_cancel(g->owner);
     return interrupted ? interrupted : g->first_err;
 }
 
