@@ -146,7 +146,7 @@ struct coil_task {
     int spawn_line;
     const char *park_file;   /* the suspending call, while parked */
     int park_line;
-    coil_time created;       /* coil_now() at spawn */
+    coil_time created;       /* spawn time, from the loop's ms clock */
     coil_time busy_ns;       /* time spent running, see loop.c */
     uint64_t id;             /* 1, 2, ... per loop */
     coil__stack stack;       /* this struct sits at the top of it */
