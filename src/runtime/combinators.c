@@ -140,10 +140,12 @@ int coil_as_completed_start(coil_as_completed *ac, coil_call *calls, size_t n) {
 }
 
 int coil_as_completed_next(coil_as_completed *ac, size_t *index) {
+    int err = coil_check_cancel(); /* level-triggered, even with results ready */
+    if (err) return err;
     if (ac->returned == ac->n) return -EPIPE;
     while (ac->returned == ac->finished) {
         coil__waiter w;
-        int err = coil__wait_on(&ac->waiters, &w);
+        err = coil__wait_on(&ac->waiters, &w);
         if (err) return err;
     }
     *index = ac->done[ac->returned++];

@@ -27,9 +27,12 @@ int coil_future_reject(coil_future *f, int err) {
 bool coil_future_done(const coil_future *f) { return f->done; }
 
 int coil_future_wait(coil_future *f, void **value) {
+    /* A suspension point even when resolved: cancellation is level-triggered. */
+    int err = coil_check_cancel();
+    if (err) return err;
     if (!f->done) {
         coil__waiter w;
-        int err = coil__wait_on(&f->waiters, &w);
+        err = coil__wait_on(&f->waiters, &w);
         if (err) return err;
     }
     if (f->err) return f->err;
