@@ -155,7 +155,7 @@ coil_task *coil__spawn(coil_loop *loop, const coil_spawn_opts *opts, coil_fn fn,
 coil_task *coil_spawn_at(const coil_spawn_opts *opts, coil_fn fn, void *arg, const char *file,
                          int line) {
     coil_loop *loop = coil__tls_loop;
-    if (!loop || !loop->current) {
+    if (!loop) { /* only a loop's own thread may spawn on it */
         errno = EPERM;
         return NULL;
     }
@@ -171,6 +171,7 @@ static void task_finish(coil_task *t) {
         t->locals = NULL;
     }
     if (t->group) coil__group_child_done(t->group, t);
+    else if (t->on_finish) t->on_finish(t);
     else if (t->detached) coil__report_lost_failure(t);
     if (t->joiner) {
         coil_task *j = t->joiner;
@@ -206,7 +207,7 @@ int coil_join(coil_task *t, coil_result *out) {
     COIL_ASSERT(self && t && t != self && t->loop == self->loop);
     COIL_ASSERT(!t->joined && !t->detached && !t->group && !t->joiner);
     t->joined = true;
-    int err = 0;
+    int err = coil__pending_cancel(self);
     if (t->state != COIL__DONE) {
         join_wait jw = {{join_wait_interrupt}, t};
         t->joiner = self;
