@@ -115,8 +115,9 @@ typedef struct coil_spawn_opts {
 /* Spawns a task on the current loop. It first runs when the caller next
  * suspends. The returned handle belongs to the caller, who must pass it to
  * exactly one of coil_join() or coil_detach(). The child gets a copy of the
- * caller's task-local values. Returns NULL with errno set (ENOMEM, EPERM when
- * not called from a task). Does not suspend. Use the macros below, which
+ * caller's task-local values. May also be called on the loop's thread outside
+ * any task (e.g. from a coil_call_soon_threadsafe callback). Returns NULL with
+ * errno set (ENOMEM; EPERM on a thread without a loop). Does not suspend. Use the macros below, which
  * record the spawn site. */
 COIL_EXTERN coil_task *coil_spawn_at(const coil_spawn_opts *opts, coil_fn fn, void *arg,
                                      const char *file, int line);
@@ -126,7 +127,7 @@ COIL_EXTERN coil_task *coil_spawn_at(const coil_spawn_opts *opts, coil_fn fn, vo
 
 /* Waits for `t` to finish and stores its result in `out` (may be NULL).
  * Consumes the handle in every case. Returns 0 when the task finished. If the
- * joining task is cancelled or its deadline expires while it waits, the child
+ * joining task is (or already was) cancelled or past its deadline, the child
  * is cancelled too and awaited (a timeout never orphans the work it guards);
  * then the child's result is still stored and the interruption is returned
  * (-ECANCELED or -ETIMEDOUT). Suspends. */
@@ -193,7 +194,9 @@ COIL_EXTERN void coil_scope_enter_shielded(coil_scope *s, coil_time deadline);
 COIL_EXTERN void coil_scope_cancel(coil_scope *s);
 /* Leaves the scope. Returns 0 if it neither expired nor was cancelled,
  * -ETIMEDOUT if its deadline fired, -ECANCELED if coil_scope_cancel() was
- * called. Does not suspend. */
+ * called, or -ENOMEM if its deadline could not be armed (then the code inside
+ * saw -ENOMEM at its suspension points, as if it had expired). Does not
+ * suspend. */
 COIL_EXTERN int coil_scope_exit(coil_scope *s);
 /* Whether the scope has fired, while inside it. */
 COIL_EXTERN bool coil_scope_fired(const coil_scope *s);
@@ -465,10 +468,60 @@ COIL_EXTERN coil_loop *coil_loop_thread_start(void);
 /* Stops that loop (cancelling its tasks) and joins the thread. */
 COIL_EXTERN void coil_loop_thread_stop(coil_loop *loop);
 
-/* ------------------------------------------------------------------ diagnostics */
+/* ------------------------------------------------------------------ diagnostics
+ * docs/diagnostics.md shows what these print and how to read it. */
 
-/* Lists every task of the calling thread's loop. */
+/* Lists every task of the calling thread's loop, one line each: id, name,
+ * state, spawn site, where it is parked (the file:line of the suspending
+ * call), age, and busy time (wall time it has spent running on the loop, up
+ * to its last suspension). Does nothing on a thread without a loop. Does
+ * not suspend. */
 COIL_EXTERN void coil_dump_tasks(FILE *out);
+
+/* The stall detector. A watchdog thread watches every loop. When one task
+ * holds its loop longer than the threshold, it writes a report to stderr:
+ * the loop, the task's name and spawn site, how long it has run, and a
+ * backtrace of the loop's thread taken at that moment; and a second one
+ * with the total when the stall ends. Reports are rate-limited (5 at once,
+ * then one per 10 s); every stall is counted in the metrics below.
+ * The threshold is process-wide: 100 ms by default, COIL_STALL_MS (in ms)
+ * overrides that, and this call overrides both. 0 turns the detector off.
+ * Any thread. Returns 0, or -EINVAL if ns < 0. */
+COIL_EXTERN int coil_watchdog_set_threshold(coil_time ns);
+COIL_EXTERN coil_time coil_watchdog_threshold(void);
+
+/* When enabled, SIGUSR1 makes every loop write coil_dump_tasks(stderr) on
+ * its own thread at its next turn (a stalled loop, once the stall ends).
+ * COIL_DUMP_SIGNAL=1 enables it when the first loop starts. Disabling
+ * restores the SIGUSR1 action that was there before. Any thread. Returns 0
+ * or a negative errno. */
+COIL_EXTERN int coil_dump_on_sigusr1(bool enable);
+
+/* A loop's health, for dashboards and health checks. Lag is how late the
+ * loop's timers fire, measured by a probe timer every 20 ms (resolution
+ * about 1 ms); a task blocking the loop shows up as lag. */
+typedef struct coil_loop_metrics {
+    coil_time window;        /* the span the lag figures cover */
+    size_t lag_samples;      /* probes in the window (including one overdue now) */
+    coil_time lag_p50;       /* median lag over the window, ns */
+    coil_time lag_p99;       /* 99th percentile, ns */
+    coil_time lag_max;       /* worst, ns; includes the probe overdue right now */
+    uint64_t stalls;         /* stalls over the threshold since the loop opened */
+    coil_time longest_stall; /* the longest of them (the open one included), ns */
+    coil_time stalled_for;   /* how long the stall in progress has lasted, 0 if none */
+    size_t tasks_alive;      /* tasks not finished */
+    uint64_t tasks_spawned;  /* tasks spawned since the loop opened */
+    size_t pool_threads;     /* the shared thread pool (coil_to_thread): threads */
+    size_t pool_busy;        /* ... running a call */
+    size_t pool_queued;      /* ... calls waiting for a thread */
+} coil_loop_metrics;
+
+/* Fills *out for `loop` (NULL: the calling thread's loop), with lag
+ * figures over the last `window` ns (0: 10 s; the last 1024 probes at
+ * most, about 20 s). Any thread, while the loop is open; from another
+ * thread the task counts are as of the loop's last probe. Returns 0,
+ * -ESRCH if there is no loop, or -ENOMEM. Does not suspend. */
+COIL_EXTERN int coil_loop_get_metrics(coil_loop *loop, coil_time window, coil_loop_metrics *out);
 
 /* ------------------------------------------------------------------ call sites
  * Every suspending call records the file:line it was called from, so that task

@@ -137,6 +137,10 @@ struct coil_task {
     coil_group *group;       /* group that owns this task, or NULL */
     coil__list group_link;   /* in group->children */
     coil_task *joiner;       /* task parked in coil_join() on this one */
+    /* Detached tasks only: called as the task finishes, even if it never
+     * started, instead of the lost-failure report (submit.c hands the
+     * result to another thread). NULL for ordinary tasks. */
+    void (*on_finish)(coil_task *t);
     coil_fn fn;              /* entry point and its argument */
     void *arg;
     coil_result result;      /* set when DONE */
@@ -148,6 +152,7 @@ struct coil_task {
     int park_line;
     coil_time created;       /* spawn time, from the loop's ms clock */
     coil_time busy_ns;       /* time spent running, see loop.c */
+    uint64_t fast_resumes;   /* resumes charged at the loop's average, see loop.c */
     uint64_t id;             /* 1, 2, ... per loop */
     coil__stack stack;       /* this struct sits at the top of it */
     void *asan_fake_stack;   /* ASan fiber bookkeeping */
@@ -161,6 +166,7 @@ typedef struct coil__xcall {
     void (*fn)(void *arg);
     void *arg;
     struct coil__xcall *next;
+    bool caller_owned; /* posted by coil__call_soon_threadsafe_node: never freed */
 } coil__xcall;
 
 struct coil_loop {
@@ -191,6 +197,11 @@ struct coil_loop {
     /* Watchdog heartbeat: written by the loop thread, read by the watchdog. */
     _Atomic uint64_t beat;        /* bumped at every resume */
     _Atomic(coil_task *) running; /* task on the CPU, or NULL */
+    _Atomic coil_time slice_start; /* when it was resumed, 0 if not timed */
+    /* Busy time of cheap resumes, charged by average (loop thread only). */
+    coil_time fast_ns;            /* time of the resumes not timed one by one */
+    uint64_t fast_resumes;        /* how many there were */
+    struct coil__diag *diag;      /* watchdog and metrics state (diag.h) */
 };
 
 /* The loop of this thread. */
@@ -278,6 +289,10 @@ int coil__loop_init(coil_loop *loop);
 int coil__loop_drive(coil_loop *loop, bool (*until)(coil_loop *loop));
 void coil__loop_close(coil_loop *loop);
 void coil__ready_push(coil_loop *loop, coil_task *t);
+/* coil_call_soon_threadsafe() without allocating: `node` (fn and arg set by
+ * the caller) stays the caller's and must stay valid until node->fn has
+ * started; the loop never frees it. Any thread. Returns 0 or -ESRCH. */
+int coil__call_soon_threadsafe_node(coil_loop *loop, coil__xcall *node);
 
 /* ------------------------------------------------------------------ locals.c */
 
@@ -292,5 +307,16 @@ extern _Thread_local coil__locals *coil__thread_locals;
 void coil__log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Failure of a detached task: logged at once. */
 void coil__report_lost_failure(coil_task *t);
+
+/* ------------------------------------------------------------------ watchdog.c */
+
+/* Registers a loop with the watchdog and starts its lag probe. Call on the
+ * loop's thread, as the last step of coil__loop_init. Returns 0 or -ENOMEM. */
+int coil__watchdog_register(coil_loop *loop);
+/* Undoes it; first step of coil__loop_close, on the loop's thread. */
+void coil__watchdog_unregister(coil_loop *loop);
+/* Whether loops measure busy time per task (see loop.c). On by default; the
+ * watchdog benchmark turns it off to measure what it costs. */
+extern atomic_bool coil__busy_accounting;
 
 #endif /* COIL_RUNTIME_INTERNAL_H */
