@@ -5,6 +5,8 @@
  */
 #include "test.h"
 
+#include <unistd.h>
+
 #include "runtime/internal.h"
 
 #include <pthread.h>
@@ -532,6 +534,10 @@ TEST(loop_thread_stop_with_stuck_task) {
     ASSERT_CONTAINS(log, "remote");
     free(log);
     ASSERT_EQ(coil_remote_wait(r, &out, COIL_MSEC(1)), -ETIMEDOUT);
+    /* The stuck loop is leaked on purpose (its task's stack is still in
+     * use): skip the leak check that exit() would run. */
+    fflush(NULL);
+    _exit(0);
 }
 
 /* From the loop's own thread: never run inside the call. */
