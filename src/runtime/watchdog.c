@@ -178,8 +178,8 @@ static void capture_task(capture_data *out, coil_loop *loop, uint64_t beat) {
     out->spawn_line = t->spawn_line;
 }
 
-/* Unwinds this thread's stack, from here, into out->ips. The frames up to
- * the kernel's signal frame are ours; `first` points past them. */
+/* Unwinds this thread's stack, from here, into out->ips. The frames before
+ * the interrupted one are the handler's; `first` indexes the interrupted one. */
 __attribute__((noinline)) static void capture_frames(capture_data *out) {
     unw_context_t uc;
     unw_cursor_t cursor;
@@ -191,11 +191,14 @@ __attribute__((noinline)) static void capture_frames(capture_data *out) {
     do {
         unw_word_t ip;
         if (unw_get_reg(&cursor, UNW_REG_IP, &ip) < 0 || ip == 0) break;
-        out->ips[n++] = (uintptr_t)ip;
+        /* libunwind marks the interrupted frame itself as the signal frame
+         * (the one the kernel's sigreturn trampoline returns into): that
+         * frame, the innermost of the task's, is where the report starts. */
         if (!past_signal && unw_is_signal_frame(&cursor) > 0) {
             past_signal = true;
             out->first = n;
         }
+        out->ips[n++] = (uintptr_t)ip;
     } while (n < MAX_FRAMES && unw_step(&cursor) > 0);
     out->nframes = n;
 }

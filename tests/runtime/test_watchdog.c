@@ -51,6 +51,48 @@ static size_t count(const char *text, const char *needle) {
     return n;
 }
 
+/* A CPU-bound leaf: no call out of it while it spins, so the interrupted
+ * frame itself must be in the backtrace (it is the line that blocks). */
+static volatile unsigned long spin_sink;
+
+__attribute__((noinline)) static void render_chart_spinning(coil_time ns) {
+    coil_time end = coil_now() + ns;
+    for (;;) {
+        for (unsigned long i = 0; i < 200000; i++) spin_sink += i * i;
+        if (coil_now() >= end) break;
+    }
+}
+
+static coil_result chart_renderer(void *arg) {
+    render_chart_spinning(*(coil_time *)arg);
+    return coil_ok(NULL);
+}
+
+static coil_result spin_main(void *arg) {
+    (void)arg;
+    coil_time block = COIL_MSEC(300);
+    ASSERT_EQ(coil_join(coil_spawn_named("chart", chart_renderer, &block), NULL), 0);
+    return coil_ok(NULL);
+}
+
+TEST(stall_report_names_cpu_bound_leaf) {
+    ASSERT_EQ(coil_watchdog_set_threshold(COIL_MSEC(100)), 0);
+    coil_test_capture_stderr_begin();
+    RUN_MAIN(spin_main, NULL);
+    char *err = coil_test_capture_stderr_end();
+    const char *bt = strstr(err, "backtrace of thread");
+    ASSERT(bt != NULL);
+    /* Frame #0 is the spinning function (most samples land in its loop;
+     * a sample inside coil_now() would put it at #1). */
+    const char *leaf = strstr(bt, "render_chart_spinning");
+    ASSERT(leaf != NULL);
+    const char *frame1 = strstr(bt, "#1 ");
+    const char *frame2 = strstr(bt, "#2 ");
+    ASSERT(frame1 && frame2);
+    ASSERT(leaf < frame2);
+    free(err);
+}
+
 /* ------------------------------------------------------------------ stall report */
 
 static int builder_line;
