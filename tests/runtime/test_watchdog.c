@@ -82,14 +82,14 @@ TEST(stall_report_names_cpu_bound_leaf) {
     char *err = coil_test_capture_stderr_end();
     const char *bt = strstr(err, "backtrace of thread");
     ASSERT(bt != NULL);
-    /* Frame #0 is the spinning function (most samples land in its loop;
-     * a sample inside coil_now() would put it at #1). */
+    /* The spinning function is in the trace, inside its caller. Almost
+     * every sample lands in its loop, where it is the interrupted frame
+     * itself (TSan delivers signals later, at an intercepted call, which
+     * puts a few frames of its own inside it). */
     const char *leaf = strstr(bt, "render_chart_spinning");
     ASSERT(leaf != NULL);
-    const char *frame1 = strstr(bt, "#1 ");
-    const char *frame2 = strstr(bt, "#2 ");
-    ASSERT(frame1 && frame2);
-    ASSERT(leaf < frame2);
+    ASSERT(strstr(bt, "chart_renderer") != NULL);
+    ASSERT(leaf < strstr(bt, "chart_renderer"));
     free(err);
 }
 
