@@ -9,5 +9,7 @@
 #define COIL_VERSION_STRING "0.1.0"
 
 #include "coil/runtime.h"
+#include "coil/io.h"
+#include "coil/http.h"
 
 #endif /* COIL_H */

@@ -95,6 +95,13 @@ COIL_EXTERN int coil_http_mw_request_id(coil_http_request *req, coil_http_respon
 COIL_EXTERN int coil_http_mw_timing(coil_http_request *req, coil_http_response *res, void *arg);
 COIL_EXTERN int coil_http_mw_access_log(coil_http_request *req, coil_http_response *res, void *arg);
 
+/* A handler that answers with the server's metrics in the Prometheus text
+ * format: loop lag and stalls per loop, requests, status classes,
+ * latencies, connections, thread-pool depth. Register it yourself:
+ * coil_http_route(srv, "GET", "/metrics", coil_http_metrics, NULL, 0).
+ * Suspends. */
+COIL_EXTERN int coil_http_metrics(coil_http_request *req, coil_http_response *res, void *arg);
+
 /* Serves the files under directory `root` for GET/HEAD requests under
  * `prefix` (e.g. "/static"), with sendfile. A path that escapes `root`
  * (.., symlinks out of it) is refused with 403/404. */
