@@ -149,7 +149,32 @@ int coil__loop_init(coil_loop *loop) {
     return err;
 }
 
+void coil__loop_on_close(coil_loop *loop, coil__close_hook *hook) {
+    hook->next = loop->close_hooks;
+    loop->close_hooks = hook;
+}
+
+static void run_close_hooks(coil_loop *loop) {
+    coil__close_hook *h;
+    while ((h = loop->close_hooks)) {
+        loop->close_hooks = h->next; /* fn may free the node */
+        h->fn(h->arg);
+    }
+}
+
+/* A handle still open when the loop closes (a stream or listener main never
+ * closed) would keep uv_run going forever: close it, and say so. Its memory
+ * is leaked on purpose, since its owner may still point at it. */
+static void close_leftover(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (uv_is_closing(h)) return;
+    coil__log("a %s handle was still open when its loop closed; closing it",
+              uv_handle_type_name(uv_handle_get_type(h)));
+    uv_close(h, NULL);
+}
+
 void coil__loop_close(coil_loop *loop) {
+    run_close_hooks(loop);
     coil__watchdog_unregister(loop);
     pthread_mutex_lock(&loop->xlock);
     loop->stopped = true;
@@ -157,6 +182,7 @@ void coil__loop_close(coil_loop *loop) {
     run_xcalls(&loop->async); /* calls that raced in run before we go */
     uv_close((uv_handle_t *)&loop->wakeup, NULL);
     uv_close((uv_handle_t *)&loop->async, NULL);
+    uv_walk(&loop->uv, close_leftover, NULL);
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     uv_loop_close(&loop->uv);
     coil__stack_pool_free(loop->stacks);
