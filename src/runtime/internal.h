@@ -169,6 +169,13 @@ typedef struct coil__xcall {
     bool caller_owned; /* posted by coil__call_soon_threadsafe_node: never freed */
 } coil__xcall;
 
+/* A callback run as a loop closes (coil__loop_on_close). */
+typedef struct coil__close_hook {
+    void (*fn)(void *arg);         /* runs on the loop's thread */
+    void *arg;
+    struct coil__close_hook *next; /* next hook to run */
+} coil__close_hook;
+
 struct coil_loop {
     uv_loop_t uv;                 /* the libuv loop */
     coil__fctx sched_ctx;         /* scheduler context while a task runs */
@@ -202,6 +209,7 @@ struct coil_loop {
     coil_time fast_ns;            /* time of the resumes not timed one by one */
     uint64_t fast_resumes;        /* how many there were */
     struct coil__diag *diag;      /* watchdog and metrics state (diag.h) */
+    coil__close_hook *close_hooks; /* run by coil__loop_close, last added first */
 };
 
 /* The loop of this thread. */
@@ -293,6 +301,14 @@ void coil__ready_push(coil_loop *loop, coil_task *t);
  * the caller) stays the caller's and must stay valid until node->fn has
  * started; the loop never frees it. Any thread. Returns 0 or -ESRCH. */
 int coil__call_soon_threadsafe_node(coil_loop *loop, coil__xcall *node);
+/* Registers per-loop state of another layer (the HTTP client's multi
+ * handle) for cleanup: hook->fn(hook->arg) runs in coil__loop_close, on the
+ * loop's thread, after the last task finished and before the loop's own
+ * handles close, last registered first. It may uv_close() handles of the
+ * loop; their close callbacks run before the loop is freed. `hook` (fn and
+ * arg set by the caller) stays the caller's and must stay valid until fn
+ * has started. Loop thread only. Does not suspend. */
+void coil__loop_on_close(coil_loop *loop, coil__close_hook *hook);
 
 /* ------------------------------------------------------------------ locals.c */
 
