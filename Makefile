@@ -6,8 +6,10 @@ ASAN    := build/asan
 TSAN    := build/tsan
 LISTEN  ?= 127.0.0.1:8080
 DATA    ?= ./var
+FUZZ    := build/fuzz
+FUZZ_TIME ?= 60
 
-.PHONY: all deps build run test test-asan test-tsan bench examples install clean
+.PHONY: all deps build run test test-asan test-tsan bench examples install clean fuzz
 
 all: build
 
@@ -20,11 +22,11 @@ $(RELEASE)/Makefile:
 build: $(RELEASE)/Makefile
 	$(CMAKE) --build $(RELEASE) -j $(JOBS)
 
-# Until the HTTP server lands, `make run` shows the runtime at work.
+# Starts `coil serve` on $(LISTEN) with its data in $(DATA); Ctrl-C drains and stops it.
 run:
 	@scripts/deps build
 	@$(MAKE) --no-print-directory build
-	$(RELEASE)/examples/ticker_offload
+	$(RELEASE)/coil serve --listen $(LISTEN) --data $(DATA)
 
 test:
 	@scripts/deps test
@@ -46,6 +48,18 @@ bench:
 	@scripts/deps bench
 	@$(MAKE) --no-print-directory build
 	$(RELEASE)/coil bench runtime
+
+# The HTTP parser under libFuzzer, ASan and UBSan, for FUZZ_TIME seconds,
+# from the seeds in fuzz/corpus/http (new finds go to build/fuzz/corpus).
+FUZZ_HTTP_SRC := fuzz/fuzz_http_parser.c src/http/parser.c src/http/request.c \
+                 /usr/share/llhttp/api.c /usr/share/llhttp/http.c /usr/share/llhttp/llhttp.c
+fuzz:
+	@scripts/deps build
+	@mkdir -p $(FUZZ)/corpus
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -D_GNU_SOURCE -DCOIL_BUILDING=1 -Iinclude -Isrc -I/usr/share/include/llhttp \
+	  $(FUZZ_HTTP_SRC) -o $(FUZZ)/fuzz_http_parser
+	$(FUZZ)/fuzz_http_parser -max_total_time=$(FUZZ_TIME) -timeout=10 $(FUZZ)/corpus fuzz/corpus/http
 
 examples: build
 

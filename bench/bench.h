@@ -8,5 +8,11 @@
 int coil_bench_runtime(int argc, char **argv);
 /* coil bench watchdog [--quick]: the stall detector's cost (bench_watchdog.c). */
 int coil_bench_watchdog(int argc, char **argv);
+/* coil bench http [--quick] [--no-anchors]: coil serve against nginx and
+ * FastAPI, with wrk and a blocking scenario (bench_http.c). */
+int coil_bench_http(int argc, char **argv);
+/* coil bench store [--quick] [--dir DIR]: the durable job store alone:
+ * enqueue rate with group commit, claim+complete, ids (bench_store.c). */
+int coil_bench_store(int argc, char **argv);
 
 #endif

@@ -228,14 +228,23 @@ typedef struct coil_http_client_request {
 
 /* Performs a request through the calling loop's client (a libcurl multi
  * handle driven by the loop, with a connection pool). Many requests may be
- * in flight at once from different tasks. Stores the response in *out.
- * Returns 0 (any HTTP status), or a negative error (-ETIMEDOUT,
- * -ECONNREFUSED, -EINVAL for a bad URL, the interruption: the transfer is
- * then aborted). Suspends. */
+ * in flight at once from different tasks. `rq` and what it points to are
+ * borrowed for the call. Stores the response in *out, which the caller
+ * then owns and frees with coil_http_client_response_free(); on an error
+ * *out is zeroed. Returns 0 (any HTTP status), or a negative error
+ * (-ETIMEDOUT, -ECONNREFUSED, -EINVAL for a bad URL, the interruption: the
+ * transfer is then aborted; docs/http-client.md lists them all). Suspends. */
 COIL_EXTERN int coil_http_fetch(const coil_http_client_request *rq, coil_http_client_response *out);
 /* GET `url`. Suspends. */
 COIL_EXTERN int coil_http_get(const char *url, coil_http_client_response *out);
+/* Frees the body and content type and zeroes *r. NULL is fine. */
 COIL_EXTERN void coil_http_client_response_free(coil_http_client_response *r);
+
+/* Site-recording wrappers (see runtime.h). */
+#ifndef COIL_BUILDING
+#define coil_http_fetch(rq, out) COIL__AT(coil_http_fetch(rq, out))
+#define coil_http_get(url, out) COIL__AT(coil_http_get(url, out))
+#endif
 
 #ifdef __cplusplus
 }

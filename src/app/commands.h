@@ -3,6 +3,9 @@
 #ifndef COIL_APP_COMMANDS_H
 #define COIL_APP_COMMANDS_H
 
+/* coil serve [OPTIONS]: the HTTP server (serve.c). */
+int coil_cmd_serve(int argc, char **argv);
+
 /* coil bench WHAT: benchmarks (bench/). */
 int coil_cmd_bench(int argc, char **argv);
 

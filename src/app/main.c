@@ -10,6 +10,7 @@ static void usage(FILE *out) {
             "usage: coil COMMAND [ARGS]\n"
             "\n"
             "commands:\n"
+            "  serve            run the HTTP server (coil serve --help)\n"
             "  bench runtime    measure the runtime (and asyncio/uvloop when installed)\n"
             "  version          print the version\n");
 }
@@ -23,6 +24,7 @@ int main(int argc, char **argv) {
         printf("coil %s\n", COIL_VERSION_STRING);
         return 0;
     }
+    if (strcmp(argv[1], "serve") == 0) return coil_cmd_serve(argc - 2, argv + 2);
 #ifdef COIL_HAVE_BENCH
     if (strcmp(argv[1], "bench") == 0) return coil_cmd_bench(argc - 2, argv + 2);
 #endif

@@ -1,0 +1,311 @@
+/* app/serve.c: `coil serve`, the HTTP server with its built-in routes.
+ *
+ *   coil serve [--listen HOST:PORT] [--data DIR] [--workers N]
+ *              [--demo-unsafe] [--stall-ms N] [--no-access-log]
+ *
+ * Routes:
+ *
+ *   GET /health             "ok"
+ *   GET /hello              "Hello, World!"
+ *   GET /demo/sleep?ms=N    a coroutine that sleeps N ms: the loop serves
+ *                           others meanwhile
+ *   GET /demo/block?ms=N    a real nanosleep(2) in a blocking handler, which
+ *                           runs on the thread pool: the loop is untouched
+ *   GET /demo/spin?ms=N     burns the loop for N ms on purpose, so that the
+ *                           watchdog's stall report can be seen; only with
+ *                           --demo-unsafe (404 otherwise)
+ *   GET /metrics            Prometheus metrics
+ *
+ * N is 0 to 60000; anything else gets 400 with a JSON error. One JSON line
+ * per request goes to stderr (the access log). SIGTERM or SIGINT drains the
+ * in-flight requests and exits 0.
+ *
+ * The startup line goes to stdout once the server listens, with the real
+ * port (useful with --listen 127.0.0.1:0):
+ *
+ *   coil serve: listening on http://127.0.0.1:8080 (2 workers, data in ./var)
+ */
+#include <coil/coil.h>
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app/commands.h"
+
+enum { MAX_DEMO_MS = 60000 };
+
+/* What the command line asked for. */
+typedef struct serve_opts {
+    char host[256];               /* listen address */
+    uint16_t port;
+    const char *data;             /* data directory */
+    unsigned workers;             /* 0: one per core */
+    bool demo_unsafe;             /* enable /demo/spin */
+    long stall_ms;                /* watchdog threshold, -1: the default */
+    bool access_log;
+} serve_opts;
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: coil serve [--listen HOST:PORT] [--data DIR] [--workers N]\n"
+            "                  [--demo-unsafe] [--stall-ms N] [--no-access-log]\n"
+            "\n"
+            "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8080;\n"
+            "                      port 0 lets the kernel choose)\n"
+            "  --data DIR          data directory, created if missing (default ./var)\n"
+            "  --workers N         event loops, one per thread (default: one per core)\n"
+            "  --demo-unsafe       enable GET /demo/spin, which blocks a loop on purpose\n"
+            "  --stall-ms N        watchdog threshold in ms (0 turns it off)\n"
+            "  --no-access-log     do not log each request to stderr\n");
+}
+
+/* ------------------------------------------------------------------ handlers */
+
+static int health(coil_http_request *req, coil_http_response *res, void *arg) {
+    return coil_http_respond_text(res, 200, "ok");
+}
+
+static int hello(coil_http_request *req, coil_http_response *res, void *arg) {
+    return coil_http_respond_text(res, 200, "Hello, World!");
+}
+
+/* The ms=N query parameter, 0..MAX_DEMO_MS. Returns it, or -1 after
+ * answering 400. Suspends (when it answers). */
+static long demo_ms(coil_http_request *req, coil_http_response *res) {
+    char buf[16];
+    ssize_t n = coil_http_query_param(req, "ms", buf, sizeof buf);
+    if (n > 0) {
+        char *end;
+        errno = 0;
+        long ms = strtol(buf, &end, 10);
+        if (errno == 0 && *end == '\0' && buf[0] >= '0' && buf[0] <= '9' && ms <= MAX_DEMO_MS)
+            return ms;
+    }
+    coil_http_respond_error(res, 400, "ms must be an integer from 0 to 60000");
+    return -1;
+}
+
+/* {"<key>": ms} with status 200. */
+static int respond_ms(coil_http_response *res, const char *key, long ms) {
+    json_t *doc = json_pack("{sI}", key, (json_int_t)ms);
+    if (!doc) return -ENOMEM;
+    int err = coil_http_respond_json(res, 200, doc);
+    json_decref(doc);
+    return err;
+}
+
+static int demo_sleep(coil_http_request *req, coil_http_response *res, void *arg) {
+    long ms = demo_ms(req, res);
+    if (ms < 0) return 0;
+    int err = coil_sleep(COIL_MSEC(ms)); /* suspends this request only */
+    if (err) return err;
+    return respond_ms(res, "slept_ms", ms);
+}
+
+/* Registered with COIL_HTTP_BLOCKING: runs on a pool thread. */
+static int demo_block(coil_http_request *req, coil_http_response *res, void *arg) {
+    long ms = demo_ms(req, res);
+    if (ms < 0) return 0;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+    return respond_ms(res, "blocked_ms", ms);
+}
+
+/* Holds the loop: no other request of this loop is served meanwhile. */
+static int demo_spin(coil_http_request *req, coil_http_response *res, void *arg) {
+    long ms = demo_ms(req, res);
+    if (ms < 0) return 0;
+    coil_time until = coil_now() + COIL_MSEC(ms);
+    volatile uint64_t burn = 0;
+    while (coil_now() < until) burn++;
+    return respond_ms(res, "spun_ms", ms);
+}
+
+/* ------------------------------------------------------------------ startup line */
+
+/* The port is known only once coil_http_server_run() has listened, and run
+ * blocks; a small thread waits for it and prints the startup line. */
+typedef struct announcer {
+    coil_http_server *srv;
+    const serve_opts *opts;
+    atomic_bool done;             /* run returned: stop waiting */
+} announcer;
+
+static void *announce(void *arg) {
+    announcer *a = arg;
+    for (int i = 0; i < 30000 && !atomic_load(&a->done); i++) { /* 30 s at most */
+        int port = coil_http_server_port(a->srv);
+        if (port >= 0) {
+            unsigned w = a->opts->workers;
+            if (w == 0) { /* the server's default: one per core */
+                long n = sysconf(_SC_NPROCESSORS_ONLN);
+                w = n > 0 ? (unsigned)n : 1;
+            }
+            bool v6 = strchr(a->opts->host, ':') != NULL;
+            printf("coil serve: listening on http://%s%s%s:%d (%u worker%s, data in %s)\n",
+                   v6 ? "[" : "", a->opts->host, v6 ? "]" : "", port, w, w == 1 ? "" : "s",
+                   a->opts->data);
+            fflush(stdout);
+            return NULL;
+        }
+        usleep(1000);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ options */
+
+/* HOST:PORT or [V6HOST]:PORT. Returns 0 or -EINVAL. */
+static int parse_listen(const char *s, serve_opts *o) {
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s) return -EINVAL;
+    const char *h = s;
+    size_t hlen = (size_t)(colon - s);
+    if (h[0] == '[') {
+        if (hlen < 3 || h[hlen - 1] != ']') return -EINVAL;
+        h++;
+        hlen -= 2;
+    }
+    if (hlen >= sizeof o->host) return -EINVAL;
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || *end || colon[1] < '0' || colon[1] > '9' || port > 65535) return -EINVAL;
+    memcpy(o->host, h, hlen);
+    o->host[hlen] = '\0';
+    o->port = (uint16_t)port;
+    return 0;
+}
+
+static bool parse_long(const char *s, long max, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || s[0] < '0' || s[0] > '9' || v > max) return false;
+    *out = v;
+    return true;
+}
+
+/* Returns 0, or the exit status for a usage error (2) or help (-1). */
+static int parse_args(int argc, char **argv, serve_opts *o) {
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        long n;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return -1;
+        } else if (strcmp(a, "--demo-unsafe") == 0) {
+            o->demo_unsafe = true;
+        } else if (strcmp(a, "--no-access-log") == 0) {
+            o->access_log = false;
+        } else if (!v) {
+            fprintf(stderr, "coil serve: %s needs a value\n", a);
+            return 2;
+        } else if (strcmp(a, "--listen") == 0 && parse_listen(v, o) == 0) {
+            i++;
+        } else if (strcmp(a, "--data") == 0 && v[0]) {
+            o->data = v;
+            i++;
+        } else if (strcmp(a, "--workers") == 0 && parse_long(v, 1024, &n) && n > 0) {
+            o->workers = (unsigned)n;
+            i++;
+        } else if (strcmp(a, "--stall-ms") == 0 && parse_long(v, 3600000, &n)) {
+            o->stall_ms = n;
+            i++;
+        } else {
+            fprintf(stderr, "coil serve: bad option or value: %s %s\n", a, v);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+/* mkdir -p. Returns 0 or a negative errno. */
+static int make_dirs(const char *path) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) return -EINVAL;
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -errno;
+        buf[i] = c;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0) return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* ------------------------------------------------------------------ command */
+
+static int add_routes(coil_http_server *srv, const serve_opts *o) {
+    int err = 0;
+    if (!err) err = coil_http_route(srv, "GET", "/health", health, NULL, 0);
+    if (!err) err = coil_http_route(srv, "GET", "/hello", hello, NULL, 0);
+    if (!err) err = coil_http_route(srv, "GET", "/demo/sleep", demo_sleep, NULL, 0);
+    if (!err)
+        err = coil_http_route(srv, "GET", "/demo/block", demo_block, NULL, COIL_HTTP_BLOCKING);
+    if (!err && o->demo_unsafe) err = coil_http_route(srv, "GET", "/demo/spin", demo_spin, NULL, 0);
+    if (!err) err = coil_http_route(srv, "GET", "/metrics", coil_http_metrics, NULL, 0);
+    return err;
+}
+
+int coil_cmd_serve(int argc, char **argv) {
+    serve_opts o = {.host = "127.0.0.1", .port = 8080, .data = "./var", .stall_ms = -1,
+                    .access_log = true};
+    int rc = parse_args(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    int err = make_dirs(o.data);
+    if (err) {
+        fprintf(stderr, "coil serve: data directory %s: %s\n", o.data, strerror(-err));
+        return 1;
+    }
+    if (o.stall_ms >= 0) coil_watchdog_set_threshold(COIL_MSEC(o.stall_ms));
+
+    coil_http_config cfg;
+    coil_http_config_init(&cfg);
+    cfg.host = o.host;
+    cfg.port = o.port;
+    cfg.workers = o.workers;
+    cfg.access_log = o.access_log;
+    cfg.handle_signals = true;
+    coil_http_server *srv = coil_http_server_new(&cfg);
+    if (!srv) {
+        fprintf(stderr, "coil serve: %s\n", strerror(errno));
+        return 1;
+    }
+    if ((err = add_routes(srv, &o)) != 0) {
+        fprintf(stderr, "coil serve: adding routes: %s\n", coil_strerror(err));
+        coil_http_server_free(srv);
+        return 1;
+    }
+    announcer a = {.srv = srv, .opts = &o};
+    pthread_t tid;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* signals are for the server */
+    bool announcing = pthread_create(&tid, NULL, announce, &a) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    err = coil_http_server_run(srv);
+    atomic_store(&a.done, true);
+    if (announcing) pthread_join(tid, NULL);
+    coil_http_server_free(srv);
+    if (err) {
+        fprintf(stderr, "coil serve: %s:%u: %s\n", o.host, (unsigned)o.port, coil_strerror(err));
+        return 1;
+    }
+    return 0;
+}
