@@ -312,6 +312,30 @@ TEST(timing_header) {
     harness_stop(&h);
 }
 
+static int slow_hello(coil_http_request *req, coil_http_response *res, void *arg) {
+    ASSERT_EQ(coil_sleep(COIL_MSEC(25)), 0);
+    return coil_http_respond_text(res, 200, "slow");
+}
+
+TEST(timing_header_measures_the_handler) {
+    coil_http_server *srv = harness_server();
+    ASSERT_EQ(coil_http_route(srv, "GET", "/slow", slow_hello, NULL, 0), 0);
+    harness h;
+    harness_start(&h, srv);
+    reply r;
+    char v[64];
+    harness_get(h.port, "/slow", &r);
+    ASSERT(reply_header(&r, "Server-Timing", v, sizeof v));
+    ASSERT_EQ(strncmp(v, "app;dur=", 8), 0);
+    const char *dot = strchr(v + 8, '.');
+    ASSERT(dot != NULL);
+    ASSERT_EQ(strlen(dot + 1), 3); /* milliseconds with three decimals */
+    double ms = strtod(v + 8, NULL);
+    ASSERT(ms >= 25.0);
+    ASSERT(ms < 60000.0);
+    harness_stop(&h);
+}
+
 /* The line of `log` that contains `needle`, parsed. */
 static json_t *log_line(const char *log, const char *needle) {
     const char *hit = strstr(log, needle);
