@@ -296,6 +296,9 @@ int coil__loop_init(coil_loop *loop);
 /* Drives the loop until `until()` is true. Returns 0 or -EDEADLK. */
 int coil__loop_drive(coil_loop *loop, bool (*until)(coil_loop *loop));
 void coil__loop_close(coil_loop *loop);
+/* Frees the finished tasks whose handles nobody joined (but main), reporting
+ * each one, and whether it had failed. */
+void coil__loop_reap_unjoined(coil_loop *loop);
 void coil__ready_push(coil_loop *loop, coil_task *t);
 /* coil_call_soon_threadsafe() without allocating: `node` (fn and arg set by
  * the caller) stays the caller's and must stay valid until node->fn has

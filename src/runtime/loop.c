@@ -337,8 +337,7 @@ static void report_alive(coil_loop *loop, const char *why) {
     }
 }
 
-/* Frees finished tasks nobody joined, reporting each one. */
-static void reap_unjoined(coil_loop *loop) {
+void coil__loop_reap_unjoined(coil_loop *loop) {
     coil__list *it = loop->tasks.next;
     while (it != &loop->tasks) {
         coil_task *t = COIL_CONTAINER_OF(it, coil_task, all_link);
@@ -398,7 +397,7 @@ int coil_run(coil_fn fn, void *arg, coil_result *out) {
         err = drive_or_break_deadlock(loop, all_done, &deadlocked);
         if (err) goto close;
     }
-    reap_unjoined(loop);
+    coil__loop_reap_unjoined(loop);
     if (deadlocked) err = -EDEADLK;
 close:
     /* Tasks stuck even after cancellation keep their stacks: leak the loop

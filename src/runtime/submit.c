@@ -355,20 +355,6 @@ static void loop_stop_cb(void *arg) {
 
 static bool stopped_and_drained(coil_loop *loop) { return loop->stopping && loop->ntasks == 0; }
 
-/* Frees finished tasks whose handles nobody joined, reporting each. */
-static void reap_unjoined(coil_loop *loop) {
-    coil__list *it = loop->tasks.next;
-    while (it != &loop->tasks) {
-        coil_task *t = COIL_CONTAINER_OF(it, coil_task, all_link);
-        it = it->next;
-        if (t->state != COIL__DONE) continue;
-        if (!t->joined)
-            coil__log("task '%s' spawned at %s:%d was never joined", coil_task_name(t),
-                      t->spawn_file ? t->spawn_file : "?", t->spawn_line);
-        coil__task_free(t);
-    }
-}
-
 /* For a loop that will never run again: marks it stopped, so posts fail
  * with -ESRCH, and runs what was posted before (a submission then finds
  * the loop stopped and answers -ESRCH). */
@@ -416,7 +402,7 @@ static void *loop_thread_main(void *arg) {
         refuse_xcalls(loop);
         tl->leaked = true; /* read by the stopper after joining us */
     } else {
-        reap_unjoined(loop);
+        coil__loop_reap_unjoined(loop);
         coil__loop_close(loop);
     }
     coil__tls_loop = NULL;
