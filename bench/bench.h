@@ -14,5 +14,8 @@ int coil_bench_http(int argc, char **argv);
 /* coil bench store [--quick] [--dir DIR]: the durable job store alone:
  * enqueue rate with group commit, claim+complete, ids (bench_store.c). */
 int coil_bench_store(int argc, char **argv);
+/* coil bench pool [--quick]: the process pool: worker spawn, no-op jobs
+ * through 2 workers, crash detection latency (bench_pool.c). */
+int coil_bench_pool(int argc, char **argv);
 
 #endif

@@ -126,6 +126,8 @@ static bool run_forked(int i, int timeout_s) {
 }
 
 int main(int argc, char **argv) {
+    /* A process-pool worker exec'd from a test runs here and exits. */
+    coil_worker_main_if_requested(argc, argv);
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *env = getenv("COIL_TEST_TIMEOUT");
     int timeout_s = env ? (int)strtol(env, NULL, 10) : 120;

@@ -11,5 +11,6 @@
 #include "coil/runtime.h"
 #include "coil/io.h"
 #include "coil/http.h"
+#include "coil/jobs.h"
 
 #endif /* COIL_H */

@@ -16,6 +16,9 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+    /* A worker of the job pool (a re-exec of this program) runs its jobs
+     * here and exits; the handlers it needs are registered by then. */
+    coil_worker_main_if_requested(argc, argv);
     if (argc < 2 || strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

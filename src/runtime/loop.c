@@ -296,6 +296,11 @@ int coil__loop_drive(coil_loop *loop, bool (*until)(coil_loop *loop)) {
         if (until(loop)) return 0;
         coil__timers_run(loop, coil_now());
         if (loop->ready_head) {
+            /* Tasks are ready, so the loop is alive: reference the async,
+             * or a loop with no other live handle would run nothing, not
+             * even NOWAIT, and cross-thread calls would wait as long as
+             * tasks keep yielding. */
+            uv_ref((uv_handle_t *)&loop->async);
             uv_run(&loop->uv, UV_RUN_NOWAIT);
             continue;
         }
