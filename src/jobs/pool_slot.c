@@ -293,8 +293,9 @@ static void reap(pool_slot *s) {
     if (!s->exited && s->pidfd >= 0) {
         /* A worker that closed its socket exits at once; give it the grace
          * period, then make sure. */
-        if (s->fault) coil__slot_kill(s, SIGKILL);
-        else if (wait_for(s, has_exited, coil_now() + p->cfg.kill_grace)) coil__slot_kill(s, SIGKILL);
+        bool grace = !s->fault;
+        if (!grace || wait_for(s, has_exited, coil_now() + p->cfg.kill_grace))
+            coil__slot_kill(s, SIGKILL);
         wait_for(s, has_exited, COIL_NEVER);
     }
     if (s->stream) {
