@@ -132,6 +132,16 @@ static inline void *pop(coil_queue *q) {
 
 /* ------------------------------------------------------------------ lifetime */
 
+/* Frees the item, priority and sequence arrays (any may be NULL). */
+static void free_storage(coil_queue *q) {
+    free(q->items);
+    free(q->prio);
+    free(q->seq);
+    q->items = NULL;
+    q->prio = NULL;
+    q->seq = NULL;
+}
+
 int coil_queue_init(coil_queue *q, coil_queue_kind kind, size_t capacity) {
     if (capacity == 0) return -EINVAL;
     if (kind != COIL_QUEUE_FIFO && kind != COIL_QUEUE_LIFO && kind != COIL_QUEUE_PRIORITY)
@@ -155,24 +165,14 @@ int coil_queue_init(coil_queue *q, coil_queue_kind kind, size_t capacity) {
     coil__list_init(&q->putters);
     return 0;
 fail:
-    free(q->items);
-    free(q->prio);
-    free(q->seq);
-    q->items = NULL;
-    q->prio = NULL;
-    q->seq = NULL;
+    free_storage(q);
     return -ENOMEM;
 }
 
 void coil_queue_destroy(coil_queue *q) {
     /* The struct must outlive its waiters. */
     COIL_ASSERT(coil__list_empty(&q->getters) && coil__list_empty(&q->putters));
-    free(q->items);
-    free(q->prio);
-    free(q->seq);
-    q->items = NULL;
-    q->prio = NULL;
-    q->seq = NULL;
+    free_storage(q);
     q->cap = q->len = 0;
 }
 
