@@ -110,6 +110,20 @@ static void ac_done(combo *c, size_t i) {
     coil__wake_one(&ac->waiters, NULL, 0);
 }
 
+/* Cancels and awaits what is still running, closes the group and frees the
+ * bookkeeping. Suspends. */
+static void release(coil_as_completed *ac) {
+    coil_group_cancel(&ac->group);
+    coil_group_wait(&ac->group);
+    coil_group_destroy(&ac->group);
+    free(ac->state);
+    free(ac->slots);
+    free(ac->done);
+    ac->slots = NULL;
+    ac->state = NULL;
+    ac->done = NULL;
+}
+
 int coil_as_completed_start(coil_as_completed *ac, coil_call *calls, size_t n) {
     ac->calls = calls;
     ac->n = n;
@@ -122,14 +136,7 @@ int coil_as_completed_start(coil_as_completed *ac, coil_call *calls, size_t n) {
     ac->state = c;
     coil_group_init(&ac->group);
     if (!ac->done || !c || !slots) {
-        free(ac->done);
-        free(c);
-        free(slots);
-        ac->done = NULL;
-        ac->slots = NULL;
-        ac->state = NULL;
-        coil_group_wait(&ac->group); /* nothing to wait for: closes it */
-        coil_group_destroy(&ac->group);
+        release(ac); /* nothing was spawned: this only closes the group */
         return -ENOMEM;
     }
     c->group = &ac->group;
@@ -153,14 +160,6 @@ int coil_as_completed_next(coil_as_completed *ac, size_t *index) {
 }
 
 void coil_as_completed_stop(coil_as_completed *ac) {
-    if (!ac->slots) return;
-    coil_group_cancel(&ac->group);
-    coil_group_wait(&ac->group);
-    coil_group_destroy(&ac->group);
-    free(ac->state);
-    free(ac->slots);
-    free(ac->done);
-    ac->slots = NULL;
-    ac->state = NULL;
-    ac->done = NULL;
+    if (!ac->slots) return; /* a failed start already released everything */
+    release(ac);
 }
