@@ -196,6 +196,9 @@ COIL_EXTERN int coil_http_sse_send(coil_http_response *res, const char *event, c
 /* Sends the file at `path` with sendfile (Content-Type from its extension).
  * 404 if it does not exist. Suspends. */
 COIL_EXTERN int coil_http_send_file(coil_http_response *res, const char *path);
+/* Same with the given Content-Type (NULL: from the extension). Suspends. */
+COIL_EXTERN int coil_http_send_file_as(coil_http_response *res, const char *path,
+                                       const char *content_type);
 
 /* Whether a response was started. */
 COIL_EXTERN bool coil_http_responded(const coil_http_response *res);

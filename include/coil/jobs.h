@@ -256,11 +256,124 @@ typedef struct coil_pool_stats {
 /* Fills *out. Loop thread only. Does not suspend. */
 COIL_EXTERN void coil_pool_get_stats(const coil_pool *pool, coil_pool_stats *out);
 
+/* ------------------------------------------------------------------ durable jobs
+ * The job system: a durable store (SQLite in a data directory), a scheduler
+ * that claims runnable jobs and runs them in a process pool, and an HTTP
+ * API. docs/jobs.md states its guarantees and shows the API.
+ *
+ *     coil_jobs_config jc;
+ *     coil_jobs_config_init(&jc);
+ *     jc.data_dir = "./var";
+ *     coil_jobs *jobs;
+ *     coil_jobs_start(&jc, &jobs);          // plain thread, before the server runs
+ *     coil_jobs_mount(jobs, srv);            // POST /jobs/{kind}, GET /jobs/{id}, ...
+ *     coil_http_server_run(srv);
+ *     coil_jobs_stop(jobs);
+ *
+ * The jobs run on a loop of their own (a thread coil_jobs_start starts);
+ * every other loop may enqueue, read and cancel from its tasks. */
+
+typedef struct coil_jobs coil_jobs;
+struct coil_http_server;
+
+/* Decides whether the HTTP API accepts a job of `kind` with the parsed JSON
+ * payload `json` (a jansson json_t *, borrowed). Returns 0; -ENOENT: no such
+ * kind (404); -EINVAL with a reason in msg (cap bytes): the payload does not
+ * fit the kind (422). Called on the request's loop; must not suspend. */
+typedef int (*coil_jobs_accept_fn)(void *arg, const char *kind, const void *json, char *msg,
+                                   size_t cap);
+
+typedef struct coil_jobs_config {
+    const char *data_dir;      /* required: the store's directory (created) */
+    coil_pool_config pool;     /* the worker processes (see above) */
+    size_t prefetch;           /* jobs claimed ahead of the workers, so that a
+                                  worker never waits for a commit; they wait
+                                  in priority order; 0: 32 per worker */
+    coil_time stop_grace;      /* coil_jobs_stop() lets running jobs finish
+                                  this long before it stops them (they are
+                                  requeued at the next start); 0: 2 s */
+    coil_jobs_accept_fn accept; /* NULL: every registered kind, any JSON */
+    void *accept_arg;
+    bool log;                  /* one line to stderr per job failure and at
+                                  start (jobs recovered); default true */
+} coil_jobs_config;
+
+/* Fills `cfg` with the defaults. */
+COIL_EXTERN void coil_jobs_config_init(coil_jobs_config *cfg);
+
+/* Opens the store in cfg->data_dir (creating it), puts back in the queue
+ * every job a previous process left running (at-least-once), starts the
+ * worker processes and the scheduler on a loop thread of its own. Call
+ * from a plain thread (not a task); it blocks until all is ready. Returns 0
+ * with *out set, or -EBUSY (another process has the directory), -EROFS,
+ * -EACCES, -ENOSPC, -EIO, -ECHILD (workers could not start), -EINVAL,
+ * -ENOMEM. Nothing is left running on failure. */
+COIL_EXTERN int coil_jobs_start(const coil_jobs_config *cfg, coil_jobs **out);
+
+/* Stops claiming, lets running jobs finish for cfg.stop_grace, stops the
+ * rest (they go back to the queue: at-least-once), stops the workers,
+ * closes the store and frees `jobs`. From a plain thread, after the HTTP
+ * server (if mounted) has stopped. Blocks. */
+COIL_EXTERN void coil_jobs_stop(coil_jobs *jobs);
+
+/* Adds the job API's routes to `srv` (before it runs):
+ *   POST /jobs/{kind}  GET /jobs  GET /jobs/stats  GET /jobs/{id}
+ *   GET /jobs/{id}/result  GET /jobs/{id}/events  DELETE /jobs/{id}
+ *   GET /ids/next
+ * Returns 0 or the route error. Does not suspend. */
+COIL_EXTERN int coil_jobs_mount(coil_jobs *jobs, struct coil_http_server *srv);
+
+/* How to enqueue; every field 0 means the default. */
+typedef struct coil_jobs_enqueue_opts {
+    int priority;              /* higher runs first; -1000..1000 */
+    coil_time delay;           /* not before now + delay */
+    int max_attempts;          /* attempts before the job is dead; 0: 3 */
+    coil_time timeout;         /* per attempt; 0: none */
+    coil_time backoff;         /* bound of the first retry's delay; 0: 1 s */
+    coil_time backoff_cap;     /* largest retry delay; 0: 1 h */
+    const char *idempotency_key; /* NULL: none; 1..255 printable bytes */
+} coil_jobs_enqueue_opts;
+
+/* Size of a job id: 32 hex digits and a NUL. */
+#define COIL_JOB_ID_SIZE 33
+
+/* Enqueues a job of `kind` with `len` bytes of `payload` (both borrowed).
+ * Returns 0 once the job is on disk (fsync'd), with its id in `id`;
+ * *duplicate (may be NULL) tells whether the idempotency key was known (then
+ * `id` is the first job's and nothing was added). Errors: -EINVAL (a bad
+ * kind, key or option), -ENOENT (kind not registered), -EROFS, -ENOSPC,
+ * -EIO (the store could not write; nothing was added), -EPIPE (stopping).
+ * From a task on any loop. Suspends. */
+COIL_EXTERN int coil_jobs_enqueue(coil_jobs *jobs, const char *kind, const void *payload,
+                                  size_t len, const coil_jobs_enqueue_opts *opts,
+                                  char id[COIL_JOB_ID_SIZE], bool *duplicate);
+
+/* Requests cancellation: a queued job is cancelled at once, a running one is
+ * stopped (SIGTERM, then SIGKILL) and then cancelled. Returns 0, -ENOENT,
+ * -EALREADY (already final), or a store error. From a task. Suspends. */
+COIL_EXTERN int coil_jobs_cancel(coil_jobs *jobs, const char *id);
+
+/* Scheduler counters. Any thread. */
+typedef struct coil_jobs_stats {
+    uint64_t claimed;          /* attempts started */
+    uint64_t succeeded;        /* attempts that succeeded */
+    uint64_t failed;           /* attempts that failed (crashes included) */
+    uint64_t crashed;          /* attempts whose worker died */
+    uint64_t cancelled;        /* attempts stopped by a cancellation */
+    uint64_t requeued_at_start; /* jobs recovered by coil_jobs_start */
+    uint64_t store_errors;     /* claims or records the store refused */
+    size_t waiting;            /* claimed, waiting for a worker */
+    size_t running;            /* in a worker now */
+} coil_jobs_stats;
+COIL_EXTERN void coil_jobs_get_stats(coil_jobs *jobs, coil_jobs_stats *out);
+
 /* Site-recording wrappers (see runtime.h). */
 #ifndef COIL_BUILDING
 #define coil_pool_start(c, o) COIL__AT(coil_pool_start(c, o))
 #define coil_pool_run(p, k, d, n, o, out) COIL__AT(coil_pool_run(p, k, d, n, o, out))
 #define coil_pool_stop(p, m) COIL__AT(coil_pool_stop(p, m))
+#define coil_jobs_enqueue(j, k, p, n, o, id, d) COIL__AT(coil_jobs_enqueue(j, k, p, n, o, id, d))
+#define coil_jobs_cancel(j, id) COIL__AT(coil_jobs_cancel(j, id))
 #endif
 
 #ifdef __cplusplus

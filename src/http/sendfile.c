@@ -205,6 +205,10 @@ static int send_body(coil_http_response *res, int fd, off_t size) {
 }
 
 int coil_http_send_file(coil_http_response *res, const char *path) {
+    return coil_http_send_file_as(res, path, NULL);
+}
+
+int coil_http_send_file_as(coil_http_response *res, const char *path, const char *type) {
     if (coil__http_offloaded()) return -EPERM;
     if (!path) return -EINVAL;
     if (res->state != COIL__RES_NONE) return -EALREADY;
@@ -219,7 +223,8 @@ int coil_http_send_file(coil_http_response *res, const char *path) {
     if (oc.err == -EACCES || oc.err == -EPERM) return coil_http_respond_error(res, 403, "forbidden");
     if (oc.err) return coil_http_respond_error(res, 500, "cannot open file");
     res->state = COIL__RES_DONE;
-    err = coil__http_write_head(res, 200, content_type(path), (int64_t)oc.size, false, NULL, 0);
+    err = coil__http_write_head(res, 200, type ? type : content_type(path), (int64_t)oc.size,
+                                false, NULL, 0);
     if (!err && !res->req->head && oc.size > 0) {
         err = send_body(res, oc.fd, oc.size);
         /* A body cut short cannot be repaired: the connection must close. */

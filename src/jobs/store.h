@@ -49,15 +49,16 @@
  * The legal transitions (job.c holds them as a table):
  *
  *     from      to         by
- *     queued    running    claim
+ *     queued    running    claim, start
  *     queued    cancelled  cancel
  *     running   succeeded  complete
  *     running   failed     fail, with attempts left (retried from run_at)
  *     running   dead       fail, with no attempts left
  *     running   cancelled  fail after a cancel request (the pool stopped
- *                          it), or requeue_running of such a job
- *     running   queued     requeue_running, at start (its process died)
- *     failed    running    claim, from run_at on
+ *                          it), or requeue_running or release of such a job
+ *     running   queued     requeue_running, at start (its process died);
+ *                          release (claimed, never ran)
+ *     failed    running    claim or start, from run_at on
  *     failed    cancelled  cancel
  *
  * succeeded, cancelled and dead are final. */
@@ -242,6 +243,21 @@ int coil__store_claim(coil__store *s, const char *owner, coil__job **out, int64_
 int coil__store_claim_batch(coil__store *s, const char *owner, coil__job **jobs, size_t max,
                             size_t *n, int64_t *next_run_at);
 
+/* The scheduler's way to claim (see jobs/scheduler.c): peek, then start.
+ *
+ * Reads up to `max` runnable jobs in claim order without changing them,
+ * passing over the jobs whose seq is in `skip` (ascending; the caller holds
+ * those already). Runs in the writer's order: it sees every write submitted
+ * before it. Returns 0 with jobs[0..*n) set (*n >= 1; the caller frees each),
+ * -EAGAIN with *next_run_at as for claim(), or an error. Suspends. */
+int coil__store_peek(coil__store *s, const uint64_t *skip, size_t nskip, coil__job **jobs,
+                     size_t max, size_t *n, int64_t *next_run_at);
+/* Starts one job: queued or failed -> running, leased to `owner`, attempts
+ * incremented (*attempts, may be NULL, gets the new count). Returns 0,
+ * -ENOENT, -EINVAL if it is not runnable any more (cancelled meanwhile), or
+ * a write error. Suspends. */
+int coil__store_start(coil__store *s, const char *id, const char *owner, int *attempts);
+
 /* Marks a running job succeeded with its result. Results larger than the
  * store's inline limit are written to a file in DIR/results/ first (on the
  * thread pool, fsync'd). Returns 0, -ENOENT, -EINVAL if the job is not
@@ -283,6 +299,13 @@ int coil__store_flush(coil__store *s);
  * cancel had been requested. *count (may be NULL) gets how many. Returns 0
  * or a write error. Suspends. */
 int coil__store_requeue_running(coil__store *s, size_t *count);
+
+/* Gives back a running job that never reached a worker (claimed ahead, then
+ * not run: a shutdown, or a cancel before its turn): queued again with its
+ * attempt uncounted, or cancelled if a cancel was requested. *state_out
+ * (may be NULL) gets the new state. Returns 0, -ENOENT, -EINVAL if it is
+ * not running, or a write error. Suspends. */
+int coil__store_release(coil__store *s, const char *id, coil__job_state *state_out);
 
 /* The durable sequence: the next value of 1, 2, 3, ... Every value is
  * returned once (after its commit is on disk), none is skipped, across

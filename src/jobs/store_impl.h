@@ -43,6 +43,9 @@ typedef enum coil__store_op {
     COIL__OP_FAIL,
     COIL__OP_CANCEL,
     COIL__OP_REQUEUE,
+    COIL__OP_RELEASE,
+    COIL__OP_PEEK,
+    COIL__OP_START,
     COIL__OP_NEXT_ID,
     COIL__OP_FLUSH,
 } coil__store_op;
@@ -91,6 +94,23 @@ typedef struct coil__store_req {
             size_t count;                 /* out */
         } requeue;
         struct {
+            const char *id;
+            coil__job_state state;        /* out */
+        } release;
+        struct {
+            const uint64_t *skip;         /* seqs to pass over, ascending */
+            size_t nskip;
+            coil__job **jobs;             /* out: the runnable jobs (caller's array) */
+            size_t max;
+            size_t n;                     /* out */
+            int64_t next_run_at;          /* out, when none is runnable */
+        } peek;
+        struct {
+            const char *id;
+            const char *owner;
+            int attempts;                 /* out: attempts with this one */
+        } start;
+        struct {
             uint64_t value;               /* out */
         } next_id;
         struct {
@@ -125,6 +145,10 @@ typedef enum coil__stmt {
     COIL__STMT_CANCEL_NOW,
     COIL__STMT_CANCEL_FLAG,
     COIL__STMT_REQUEUE,
+    COIL__STMT_RELEASE,
+    COIL__STMT_RUNNABLE,
+    COIL__STMT_BY_SEQ,
+    COIL__STMT_START,
     COIL__STMT_PROGRESS,
     COIL__STMT_NEXT_ID,
     COIL__STMT_COUNT

@@ -279,6 +279,16 @@ static const char *const stmt_sql[COIL__STMT_COUNT] = {
         "UPDATE jobs SET state = CASE WHEN cancel_requested THEN 4 ELSE 0 END,"
         " finished = CASE WHEN cancel_requested THEN ?1 ELSE finished END,"
         " lease_owner = NULL, updated = ?1 WHERE state = 1",
+    [COIL__STMT_RELEASE] =
+        "UPDATE jobs SET state = ?2, attempts = max(attempts - 1, 0), lease_owner = NULL,"
+        " finished = CASE WHEN ?2 = 4 THEN ?3 ELSE finished END, updated = ?3"
+        " WHERE seq = ?1",
+    [COIL__STMT_RUNNABLE] = "SELECT seq FROM jobs INDEXED BY jobs_runnable"
+                            " WHERE state IN (0, 3) AND run_at <= ?1"
+                            " ORDER BY priority DESC, run_at, seq",
+    [COIL__STMT_BY_SEQ] = "SELECT " FULL_COLUMNS " FROM jobs WHERE seq = ?1",
+    [COIL__STMT_START] = "UPDATE jobs SET state = 1, attempts = attempts + 1, lease_owner = ?2,"
+                         " started = ?3, updated = ?3 WHERE seq = ?1",
     [COIL__STMT_PROGRESS] = "UPDATE jobs SET progress = ?2, progress_msg = ?3, updated = ?4"
                             " WHERE id = ?1 AND state = 1"
                             " RETURNING kind, attempts, cancel_requested, run_at",
@@ -755,6 +765,109 @@ static int exec_requeue(coil__store *s, coil__store_req *r) {
     return SQLITE_OK;
 }
 
+static int exec_release(coil__store *s, coil__store_req *r) {
+    job_head h;
+    bool found;
+    const char *id = r->u.release.id;
+    int rc = lookup(s, id, &h, &found);
+    if (rc != SQLITE_OK) return rc;
+    if (!found) {
+        r->err = -ENOENT;
+        return SQLITE_OK;
+    }
+    if (h.state != COIL__JOB_RUNNING) {
+        r->err = -EINVAL;
+        return SQLITE_OK;
+    }
+    coil__job_state to = h.cancel_requested ? COIL__JOB_CANCELLED : COIL__JOB_QUEUED;
+    r->err = coil__job_transition(h.state, to);
+    if (r->err) return SQLITE_OK;
+    sqlite3_stmt *st = s->stmt[COIL__STMT_RELEASE];
+    sqlite3_bind_int64(st, 1, h.seq);
+    sqlite3_bind_int(st, 2, to);
+    sqlite3_bind_int64(st, 3, coil__wall_ms());
+    rc = run_bound(st);
+    if (rc != SQLITE_OK) return rc;
+    if (h.attempts > 0) h.attempts--;
+    r->u.release.state = to;
+    note_head(s, id, &h, to);
+    return SQLITE_OK;
+}
+
+static bool seq_skipped(const uint64_t *skip, size_t n, uint64_t seq) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (skip[mid] == seq) return true;
+        if (skip[mid] < seq) lo = mid + 1;
+        else hi = mid;
+    }
+    return false;
+}
+
+/* Reads the full record of `seq` into *out. Returns an SQLite code. */
+static int read_by_seq(coil__store *s, int64_t seq, coil__job **out) {
+    sqlite3_stmt *st = s->stmt[COIL__STMT_BY_SEQ];
+    sqlite3_bind_int64(st, 1, seq);
+    int rc = sqlite3_step(st);
+    *out = NULL;
+    if (rc == SQLITE_ROW) {
+        *out = job_from_row(s, st, true);
+        rc = *out ? SQLITE_OK : SQLITE_NOMEM;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_CORRUPT; /* the index named it a moment ago */
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Runnable jobs in claim order, passing over `skip`: nothing changes. */
+static int exec_peek(coil__store *s, coil__store_req *r) {
+    sqlite3_stmt *st = s->stmt[COIL__STMT_RUNNABLE];
+    sqlite3_bind_int64(st, 1, coil__wall_ms());
+    int rc = SQLITE_DONE;
+    while (r->u.peek.n < r->u.peek.max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t seq = sqlite3_column_int64(st, 0);
+        if (seq_skipped(r->u.peek.skip, r->u.peek.nskip, (uint64_t)seq)) continue;
+        coil__job *job;
+        rc = read_by_seq(s, seq, &job);
+        if (rc != SQLITE_OK) break;
+        r->u.peek.jobs[r->u.peek.n++] = job;
+    }
+    if (r->u.peek.n == r->u.peek.max) rc = SQLITE_DONE;
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_OK) return rc;
+    if (r->u.peek.n) return SQLITE_OK;
+    r->err = -EAGAIN;
+    return next_run_at(s, &r->u.peek.next_run_at);
+}
+
+/* One job, by id, from queued or failed to running. */
+static int exec_start(coil__store *s, coil__store_req *r) {
+    job_head h;
+    bool found;
+    const char *id = r->u.start.id;
+    int rc = lookup(s, id, &h, &found);
+    if (rc != SQLITE_OK) return rc;
+    if (!found) {
+        r->err = -ENOENT;
+        return SQLITE_OK;
+    }
+    r->err = coil__job_transition(h.state, COIL__JOB_RUNNING);
+    if (r->err) return SQLITE_OK;
+    int64_t now = coil__wall_ms();
+    sqlite3_stmt *st = s->stmt[COIL__STMT_START];
+    sqlite3_bind_int64(st, 1, h.seq);
+    sqlite3_bind_text(st, 2, r->u.start.owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    rc = run_bound(st);
+    if (rc != SQLITE_OK) return rc;
+    h.attempts++;
+    r->u.start.attempts = h.attempts;
+    note_head(s, id, &h, COIL__JOB_RUNNING);
+    return SQLITE_OK;
+}
+
 int coil__store_exec(coil__store *s, coil__store_req *r) {
     switch (r->op) {
     case COIL__OP_ENQUEUE: return exec_enqueue(s, r);
@@ -763,6 +876,9 @@ int coil__store_exec(coil__store *s, coil__store_req *r) {
     case COIL__OP_FAIL: return exec_fail(s, r);
     case COIL__OP_CANCEL: return exec_cancel(s, r);
     case COIL__OP_REQUEUE: return exec_requeue(s, r);
+    case COIL__OP_RELEASE: return exec_release(s, r);
+    case COIL__OP_PEEK: return exec_peek(s, r);
+    case COIL__OP_START: return exec_start(s, r);
     case COIL__OP_NEXT_ID: return coil__ids_exec_next(s, r);
     case COIL__OP_FLUSH: return SQLITE_OK;
     default: COIL_ASSERT(!"not a write");
@@ -792,6 +908,13 @@ int coil__store_exec_progress(coil__store *s, const coil__progress *p, bool *cha
 }
 
 void coil__store_req_discard(coil__store_req *r) {
+    if (r->op == COIL__OP_PEEK) {
+        for (size_t i = 0; i < r->u.peek.n; i++) {
+            coil__job_free(r->u.peek.jobs[i]);
+            r->u.peek.jobs[i] = NULL;
+        }
+        r->u.peek.n = 0;
+    }
     if (r->op == COIL__OP_CLAIM) {
         for (size_t i = 0; i < r->u.claim.n; i++) {
             coil__job_free(r->u.claim.jobs[i]);
@@ -828,6 +951,33 @@ int coil__store_claim_batch(coil__store *s, const char *owner, coil__job **jobs,
     if (err) return err;
     *n = r.u.claim.n;
     return 0;
+}
+
+int coil__store_peek(coil__store *s, const uint64_t *skip, size_t nskip, coil__job **jobs,
+                     size_t max, size_t *n, int64_t *next_run_at) {
+    if (n) *n = 0;
+    if (!jobs || !n || max == 0 || (nskip && !skip)) return -EINVAL;
+    coil__store_req r = {.op = COIL__OP_PEEK};
+    r.u.peek.skip = skip;
+    r.u.peek.nskip = nskip;
+    r.u.peek.jobs = jobs;
+    r.u.peek.max = max;
+    int err = coil__store_submit(s, &r);
+    if (err == -EAGAIN && next_run_at) *next_run_at = r.u.peek.next_run_at;
+    if (err) return err;
+    *n = r.u.peek.n;
+    return 0;
+}
+
+int coil__store_start(coil__store *s, const char *id, const char *owner, int *attempts) {
+    if (!coil__job_id_valid(id)) return -ENOENT;
+    if (!owner) return -EINVAL;
+    coil__store_req r = {.op = COIL__OP_START};
+    r.u.start.id = id;
+    r.u.start.owner = owner;
+    int err = coil__store_submit(s, &r);
+    if (!err && attempts) *attempts = r.u.start.attempts;
+    return err;
 }
 
 int coil__store_claim(coil__store *s, const char *owner, coil__job **out, int64_t *next_run_at) {
@@ -958,6 +1108,15 @@ int coil__store_requeue_running(coil__store *s, size_t *count) {
     coil__store_req r = {.op = COIL__OP_REQUEUE};
     int err = coil__store_submit(s, &r);
     if (!err && count) *count = r.u.requeue.count;
+    return err;
+}
+
+int coil__store_release(coil__store *s, const char *id, coil__job_state *state_out) {
+    if (!coil__job_id_valid(id)) return -ENOENT;
+    coil__store_req r = {.op = COIL__OP_RELEASE};
+    r.u.release.id = id;
+    int err = coil__store_submit(s, &r);
+    if (!err && state_out) *state_out = r.u.release.state;
     return err;
 }
 
