@@ -259,7 +259,7 @@ static const char *const stmt_sql[COIL__STMT_COUNT] = {
                         " WHERE state IN (0, 3) AND run_at <= ?1"
                         " ORDER BY priority DESC, run_at, seq LIMIT 1",
     [COIL__STMT_NEXT_RUN] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_runnable"
-                            " WHERE state IN (0, 3)",
+                            " WHERE state IN (0, 3) AND run_at > ?1",
     [COIL__STMT_CLAIM] = "UPDATE jobs SET state = 1, attempts = attempts + 1, lease_owner = ?2,"
                          " started = ?3, updated = ?3 WHERE seq = ?1 RETURNING " FULL_COLUMNS,
     [COIL__STMT_LOOKUP] = "SELECT seq, kind, state, attempts, max_attempts, backoff_base,"
@@ -589,9 +589,11 @@ static int exec_enqueue(coil__store *s, coil__store_req *r) {
     return SQLITE_OK;
 }
 
-/* Nothing runnable: when will something be? */
+/* Nothing runnable (or nothing but what the caller holds): when will a job
+ * that is not runnable yet become runnable? 0 if none is waiting. */
 static int next_run_at(coil__store *s, int64_t *out) {
     sqlite3_stmt *st = s->stmt[COIL__STMT_NEXT_RUN];
+    sqlite3_bind_int64(st, 1, coil__wall_ms());
     int rc = sqlite3_step(st);
     *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0; /* NULL reads as 0 */
     sqlite3_reset(st);

@@ -63,6 +63,12 @@ static inline uint64_t fx_total(coil__store *s) {
     return n;
 }
 
+/* qsort comparison of uint64_t values, ascending. */
+static inline int fx_cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static inline coil__job_state fx_state(coil__store *s, const char *id) {
     coil__job *j = NULL;
     ASSERT_EQ(coil__store_get(s, id, &j), 0);

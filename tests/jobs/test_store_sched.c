@@ -1,0 +1,162 @@
+/* tests/jobs/test_store_sched.c: the store operations the scheduler claims
+ * with: peek (read runnable jobs in claim order, passing over held ones),
+ * start (one job by id to running), release (give a started job back
+ * without counting the attempt). */
+#include "store_fixture.h"
+
+static coil__job *get_job(coil__store *s, const char *id) {
+    coil__job *j = NULL;
+    ASSERT_EQ(coil__store_get(s, id, &j), 0);
+    return j;
+}
+
+static coil_result peek_main(void *arg) {
+    char *dir = arg;
+    coil__store *s = fx_open(dir, NULL);
+    int prios[] = {0, 5, 1, 5, -3};
+    coil__enqueued e[5];
+    for (int i = 0; i < 5; i++) ASSERT_EQ(fx_enqueue(s, "demo.cpu", prios[i], &e[i]), 0);
+
+    /* Claim order: priority, then age; nothing changes. */
+    coil__job *got[8];
+    size_t n = 0;
+    ASSERT_EQ(coil__store_peek(s, NULL, 0, got, 8, &n, NULL), 0);
+    ASSERT_EQ(n, 5);
+    int want[] = {1, 3, 2, 0, 4};
+    uint64_t seqs[5];
+    for (size_t i = 0; i < n; i++) {
+        ASSERT_STR_EQ(got[i]->id, e[want[i]].id);
+        ASSERT_EQ(got[i]->state, COIL__JOB_QUEUED);
+        ASSERT_EQ(got[i]->attempts, 0);
+        ASSERT_STR_EQ((const char *)got[i]->payload, "{\"n\":1}");
+        seqs[i] = got[i]->seq;
+        coil__job_free(got[i]);
+    }
+    ASSERT_EQ(fx_state(s, e[1].id), COIL__JOB_QUEUED);
+
+    /* Held jobs are passed over; `max` bounds the answer. */
+    uint64_t skip[2] = {seqs[0], seqs[1]}; /* jobs 1 and 3 */
+    if (skip[0] > skip[1]) {
+        uint64_t t = skip[0];
+        skip[0] = skip[1];
+        skip[1] = t;
+    }
+    ASSERT_EQ(coil__store_peek(s, skip, 2, got, 2, &n, NULL), 0);
+    ASSERT_EQ(n, 2);
+    ASSERT_STR_EQ(got[0]->id, e[2].id);
+    ASSERT_STR_EQ(got[1]->id, e[0].id);
+    coil__job_free(got[0]);
+    coil__job_free(got[1]);
+
+    /* Everything held: nothing runnable, and no later run_at. */
+    int64_t next = -1;
+    qsort(seqs, 5, sizeof seqs[0], fx_cmp_u64);
+    ASSERT_EQ(coil__store_peek(s, seqs, 5, got, 8, &n, &next), -EAGAIN);
+    ASSERT_EQ(n, 0);
+    ASSERT_EQ(next, 0);
+
+    /* A delayed job is not runnable; peek says when it will be. */
+    coil__job_spec later = {.kind = "demo.cpu", .run_at = coil__wall_ms() + 60000};
+    coil__enqueued d;
+    ASSERT_EQ(coil__store_enqueue(s, &later, &d), 0);
+    ASSERT_EQ(coil__store_peek(s, seqs, 5, got, 8, &n, &next), -EAGAIN);
+    ASSERT_EQ(next, later.run_at);
+    ASSERT_EQ(coil__store_close(s), 0);
+    return coil_ok(NULL);
+}
+
+TEST(peek_reads_in_claim_order_and_skips_held) {
+    char *dir = fx_tmpdir();
+    RUN_MAIN(peek_main, dir);
+    fx_rmtree(dir);
+}
+
+static coil_result start_main(void *arg) {
+    char *dir = arg;
+    coil__store *s = fx_open(dir, NULL);
+    coil__enqueued a, b;
+    ASSERT_EQ(fx_enqueue(s, "demo.cpu", 0, &a), 0);
+    ASSERT_EQ(fx_enqueue(s, "demo.cpu", 0, &b), 0);
+
+    int attempts = 0;
+    ASSERT_EQ(coil__store_start(s, a.id, "pid:7", &attempts), 0);
+    ASSERT_EQ(attempts, 1);
+    coil__job *j = get_job(s, a.id);
+    ASSERT_EQ(j->state, COIL__JOB_RUNNING);
+    ASSERT_STR_EQ(j->lease_owner, "pid:7");
+    ASSERT_GE(j->started, j->created);
+    coil__job_free(j);
+    /* Started once only; unknown and malformed ids are not found. */
+    ASSERT_EQ(coil__store_start(s, a.id, "pid:7", NULL), -EINVAL);
+    ASSERT_EQ(coil__store_start(s, "0123456789abcdef0123456789abcdef", "pid:7", NULL), -ENOENT);
+    ASSERT_EQ(coil__store_start(s, "nope", "pid:7", NULL), -ENOENT);
+
+    /* A job cancelled before its start cannot start. */
+    ASSERT_EQ(coil__store_cancel(s, b.id, NULL), 0);
+    ASSERT_EQ(coil__store_start(s, b.id, "pid:7", NULL), -EINVAL);
+    ASSERT_EQ(fx_state(s, b.id), COIL__JOB_CANCELLED);
+
+    /* A failed job (waiting for its retry) starts again, attempt 2. */
+    coil__job_error err = {.message = "boom", .exit_status = -1};
+    coil__job_state st;
+    ASSERT_EQ(coil__store_fail(s, a.id, &err, &st), 0);
+    ASSERT_EQ(st, COIL__JOB_FAILED);
+    ASSERT_EQ(coil__store_start(s, a.id, "pid:7", &attempts), 0);
+    ASSERT_EQ(attempts, 2);
+    ASSERT_EQ(coil__store_close(s), 0);
+    return coil_ok(NULL);
+}
+
+TEST(start_moves_one_job_to_running) {
+    char *dir = fx_tmpdir();
+    RUN_MAIN(start_main, dir);
+    fx_rmtree(dir);
+}
+
+static coil_result release_main(void *arg) {
+    char *dir = arg;
+    coil__store *s = fx_open(dir, NULL);
+    coil__enqueued a, b;
+    ASSERT_EQ(fx_enqueue(s, "demo.cpu", 0, &a), 0);
+    ASSERT_EQ(fx_enqueue(s, "demo.cpu", 0, &b), 0);
+
+    /* Released: queued again, the attempt uncounted, runnable at once. */
+    ASSERT_EQ(coil__store_start(s, a.id, "pid:7", NULL), 0);
+    coil__job_state st;
+    ASSERT_EQ(coil__store_release(s, a.id, &st), 0);
+    ASSERT_EQ(st, COIL__JOB_QUEUED);
+    coil__job *j = get_job(s, a.id);
+    ASSERT_EQ(j->state, COIL__JOB_QUEUED);
+    ASSERT_EQ(j->attempts, 0);
+    ASSERT(j->lease_owner == NULL);
+    coil__job_free(j);
+    coil__job *got[2];
+    size_t n;
+    ASSERT_EQ(coil__store_peek(s, NULL, 0, got, 2, &n, NULL), 0);
+    ASSERT_EQ(n, 2);
+    ASSERT_STR_EQ(got[0]->id, a.id);
+    coil__job_free(got[0]);
+    coil__job_free(got[1]);
+
+    /* Only a running job can be released. */
+    ASSERT_EQ(coil__store_release(s, a.id, NULL), -EINVAL);
+
+    /* Released after a cancel request: cancelled, and final. */
+    ASSERT_EQ(coil__store_start(s, b.id, "pid:7", NULL), 0);
+    ASSERT_EQ(coil__store_cancel(s, b.id, &st), 0);
+    ASSERT_EQ(st, COIL__JOB_RUNNING);
+    ASSERT_EQ(coil__store_release(s, b.id, &st), 0);
+    ASSERT_EQ(st, COIL__JOB_CANCELLED);
+    j = get_job(s, b.id);
+    ASSERT_EQ(j->state, COIL__JOB_CANCELLED);
+    ASSERT_GE(j->finished, j->created);
+    coil__job_free(j);
+    ASSERT_EQ(coil__store_close(s), 0);
+    return coil_ok(NULL);
+}
+
+TEST(release_gives_a_started_job_back) {
+    char *dir = fx_tmpdir();
+    RUN_MAIN(release_main, dir);
+    fx_rmtree(dir);
+}
