@@ -1,0 +1,303 @@
+/* tests/jobs/test_service.c: the job system as a whole (coil_jobs_*), without
+ * HTTP: the scheduler between the store and the pool.
+ *
+ * Each test starts the service on a scratch directory from the test's plain
+ * thread (it runs its own loop thread), drives it from tasks of a loop of
+ * the test's own (RUN_MAIN), stops it, and then reads the store directly to
+ * see what was left on disk. Workers are this executable exec'd again, so
+ * the handlers below exist on both sides.
+ */
+#include "store_fixture.h"
+
+#include <signal.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------ handlers */
+
+static int ok(const void *payload, size_t len, coil_job_ctx *ctx) {
+    return coil_job_set_result(ctx, payload, len, "application/json");
+}
+COIL_JOB_HANDLER("s.ok", ok)
+
+/* Sleeps for the payload's milliseconds, stopping early when cancelled. */
+static int nap(const void *payload, size_t len, coil_job_ctx *ctx) {
+    long ms = strtol(payload, NULL, 10);
+    for (long slept = 0; slept < ms; slept += 5) {
+        if (coil_job_cancelled(ctx)) return -ECANCELED;
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    return coil_job_set_result(ctx, "{}", 2, "application/json");
+}
+COIL_JOB_HANDLER("s.sleep", nap)
+
+static int segv(const void *payload, size_t len, coil_job_ctx *ctx) {
+    raise(SIGSEGV);
+    return 0;
+}
+COIL_JOB_HANDLER("s.segv", segv)
+
+/* ------------------------------------------------------------------ helpers */
+
+typedef struct fixture {
+    char *dir;
+    coil_jobs *jobs;
+    char ids[8][COIL_JOB_ID_SIZE];
+} fixture;
+
+static void start_service(fixture *f, size_t workers) {
+    coil_jobs_config jc;
+    coil_jobs_config_init(&jc);
+    jc.data_dir = f->dir;
+    jc.pool.workers = workers;
+    jc.stop_grace = -1; /* stop running jobs at once */
+    jc.log = false;
+    ASSERT_EQ(coil_jobs_start(&jc, &f->jobs), 0);
+}
+
+static void enqueue(fixture *f, int i, const char *kind, const char *payload, int priority,
+                    int max_attempts) {
+    coil_jobs_enqueue_opts o = {.priority = priority, .max_attempts = max_attempts,
+                                .backoff = COIL_MSEC(5)};
+    ASSERT_EQ(coil_jobs_enqueue(f->jobs, kind, payload, strlen(payload), &o, f->ids[i], NULL),
+              0);
+}
+
+/* Reads job i from a store opened on the fixture's directory. */
+static coil__job *read_job(coil__store *s, fixture *f, int i) {
+    coil__job *j = NULL;
+    ASSERT_EQ(coil__store_get(s, f->ids[i], &j), 0);
+    return j;
+}
+
+/* Waits (10 s at most) until job i is in a final state; returns it. */
+static coil__job *await_final(coil__store *s, fixture *f, int i) {
+    coil_time until = coil_now() + COIL_SEC(10);
+    for (;;) {
+        coil__job *j = read_job(s, f, i);
+        if (coil__job_state_final(j->state)) return j;
+        coil__job_free(j);
+        ASSERT(coil_now() < until);
+        coil_sleep(COIL_MSEC(5));
+    }
+}
+
+/* Opens the fixture's store once the service has stopped. */
+static coil__store *open_after(fixture *f) { return fx_open(f->dir, NULL); }
+
+/* ------------------------------------------------------------------ tests */
+
+/* The service's own store connection, through the API of a task. */
+static coil_result run_and_record_main(void *arg) {
+    fixture *f = arg;
+    enqueue(f, 0, "s.ok", "{\"n\":1}", 0, 0);
+    enqueue(f, 1, "s.segv", "{}", 0, 2);
+    char id[COIL_JOB_ID_SIZE];
+    ASSERT_EQ(coil_jobs_enqueue(f->jobs, "no.such.kind", "{}", 2, NULL, id, NULL), -ENOENT);
+    coil_jobs_enqueue_opts bad = {.priority = 5000};
+    ASSERT_EQ(coil_jobs_enqueue(f->jobs, "s.ok", "{}", 2, &bad, id, NULL), -EINVAL);
+    /* The service's store is reachable through its own API only; wait on
+     * the stats, which the scheduler updates after each record. */
+    coil_time until = coil_now() + COIL_SEC(10);
+    coil_jobs_stats st;
+    for (;;) {
+        coil_jobs_get_stats(f->jobs, &st);
+        if (st.succeeded == 1 && st.crashed == 2) break;
+        ASSERT(coil_now() < until);
+        coil_sleep(COIL_MSEC(5));
+    }
+    ASSERT_EQ(st.claimed, 3);
+    ASSERT_EQ(st.failed, 2);
+    return coil_ok(NULL);
+}
+
+static coil_result run_and_record_check(void *arg) {
+    fixture *f = arg;
+    coil__store *s = open_after(f);
+    coil__job *j = await_final(s, f, 0);
+    ASSERT_EQ(j->state, COIL__JOB_SUCCEEDED);
+    ASSERT_EQ(j->attempts, 1);
+    ASSERT_STR_EQ((const char *)j->result, "{\"n\":1}");
+    ASSERT_STR_EQ(j->result_type, "application/json");
+    coil__job_free(j);
+    j = await_final(s, f, 1);
+    ASSERT_EQ(j->state, COIL__JOB_DEAD); /* crashes count as attempts */
+    ASSERT_EQ(j->attempts, 2);
+    ASSERT_EQ(j->error_signal, SIGSEGV);
+    ASSERT(strstr(j->error_msg, "signal 11") != NULL);
+    coil__job_free(j);
+    ASSERT_EQ(coil__store_close(s), 0);
+    return coil_ok(NULL);
+}
+
+TEST(jobs_run_and_outcomes_are_recorded) {
+    fixture f = {.dir = fx_tmpdir()};
+    start_service(&f, 2);
+    RUN_MAIN(run_and_record_main, &f);
+    coil_jobs_stop(f.jobs);
+    RUN_MAIN(run_and_record_check, &f);
+    fx_rmtree(f.dir);
+}
+
+/* With one worker busy, a later job of higher priority runs before an
+ * earlier one of lower priority; a cancelled waiting job never runs. */
+static coil_result order_main(void *arg) {
+    fixture *f = arg;
+    enqueue(f, 0, "s.sleep", "300", 0, 0);
+    coil_time until = coil_now() + COIL_SEC(10);
+    coil_jobs_stats st;
+    do { /* the blocker is in the worker */
+        ASSERT(coil_now() < until);
+        coil_sleep(COIL_MSEC(2));
+        coil_jobs_get_stats(f->jobs, &st);
+    } while (st.running != 1);
+    enqueue(f, 1, "s.ok", "\"low\"", -5, 0);
+    enqueue(f, 2, "s.ok", "\"doomed\"", 0, 0);
+    enqueue(f, 3, "s.ok", "\"high\"", 7, 0);
+    ASSERT_EQ(coil_jobs_cancel(f->jobs, f->ids[2]), 0);
+    ASSERT_EQ(coil_jobs_cancel(f->jobs, f->ids[2]), -EALREADY);
+    do {
+        ASSERT(coil_now() < until);
+        coil_sleep(COIL_MSEC(5));
+        coil_jobs_get_stats(f->jobs, &st);
+    } while (st.succeeded != 3);
+    return coil_ok(NULL);
+}
+
+static coil_result order_check(void *arg) {
+    fixture *f = arg;
+    coil__store *s = open_after(f);
+    coil__job *blocker = await_final(s, f, 0), *low = await_final(s, f, 1),
+              *doomed = await_final(s, f, 2), *high = await_final(s, f, 3);
+    ASSERT_EQ(low->state, COIL__JOB_SUCCEEDED);
+    ASSERT_EQ(high->state, COIL__JOB_SUCCEEDED);
+    ASSERT_GE(high->started, blocker->finished);
+    ASSERT_GE(low->started, high->finished);
+    ASSERT_EQ(doomed->state, COIL__JOB_CANCELLED);
+    ASSERT_EQ(doomed->attempts, 0);
+    ASSERT_EQ(doomed->started, 0);
+    coil__job_free(blocker);
+    coil__job_free(low);
+    coil__job_free(doomed);
+    coil__job_free(high);
+    ASSERT_EQ(coil__store_close(s), 0);
+    return coil_ok(NULL);
+}
+
+TEST(priority_decides_what_a_free_worker_runs) {
+    fixture f = {.dir = fx_tmpdir()};
+    start_service(&f, 1);
+    RUN_MAIN(order_main, &f);
+    coil_jobs_stop(f.jobs);
+    RUN_MAIN(order_check, &f);
+    fx_rmtree(f.dir);
+}
+
+/* A running job cancelled through the service stops and ends cancelled. */
+static coil_result cancel_running_main(void *arg) {
+    fixture *f = arg;
+    enqueue(f, 0, "s.sleep", "20000", 0, 0);
+    coil_time until = coil_now() + COIL_SEC(10);
+    coil_jobs_stats st;
+    do {
+        ASSERT(coil_now() < until);
+        coil_sleep(COIL_MSEC(2));
+        coil_jobs_get_stats(f->jobs, &st);
+    } while (st.running != 1);
+    ASSERT_EQ(coil_jobs_cancel(f->jobs, f->ids[0]), 0);
+    do {
+        ASSERT(coil_now() < until);
+        coil_sleep(COIL_MSEC(2));
+        coil_jobs_get_stats(f->jobs, &st);
+    } while (st.cancelled != 1);
+    return coil_ok(NULL);
+}
+
+static coil_result cancel_running_check(void *arg) {
+    fixture *f = arg;
+    coil__store *s = open_after(f);
+    coil__job *j = await_final(s, f, 0);
+    ASSERT_EQ(j->state, COIL__JOB_CANCELLED);
+    ASSERT_EQ(j->attempts, 1);
+    ASSERT(j->cancel_requested);
+    coil__job_free(j);
+    ASSERT_EQ(coil__store_close(s), 0);
+    return coil_ok(NULL);
+}
+
+TEST(cancel_stops_a_running_job) {
+    fixture f = {.dir = fx_tmpdir()};
+    start_service(&f, 1);
+    RUN_MAIN(cancel_running_main, &f);
+    coil_jobs_stop(f.jobs);
+    RUN_MAIN(cancel_running_check, &f);
+    fx_rmtree(f.dir);
+}
+
+/* Stopping the service gives running and waiting jobs back to the queue,
+ * their attempts uncounted; the next start runs them. */
+static coil_result stop_main(void *arg) {
+    fixture *f = arg;
+    enqueue(f, 0, "s.sleep", "20000", 0, 0);
+    enqueue(f, 1, "s.ok", "{}", 0, 0);
+    coil_time until = coil_now() + COIL_SEC(10);
+    coil_jobs_stats st;
+    do {
+        ASSERT(coil_now() < until);
+        coil_sleep(COIL_MSEC(2));
+        coil_jobs_get_stats(f->jobs, &st);
+    } while (st.running != 1 || st.waiting != 1);
+    return coil_ok(NULL);
+}
+
+static coil_result stop_check(void *arg) {
+    fixture *f = arg;
+    coil__store *s = open_after(f);
+    for (int i = 0; i < 2; i++) {
+        coil__job *j = read_job(s, f, i);
+        ASSERT_EQ(j->state, COIL__JOB_QUEUED);
+        ASSERT_EQ(j->attempts, 0);
+        coil__job_free(j);
+    }
+    ASSERT_EQ(coil__store_close(s), 0);
+    return coil_ok(NULL);
+}
+
+static coil_result restart_main(void *arg) {
+    fixture *f = arg;
+    coil_time until = coil_now() + COIL_SEC(10);
+    coil_jobs_stats st;
+    do { /* the quick job runs again after the restart */
+        ASSERT(coil_now() < until);
+        coil_sleep(COIL_MSEC(2));
+        coil_jobs_get_stats(f->jobs, &st);
+    } while (st.succeeded != 1 || st.running != 1);
+    return coil_ok(NULL);
+}
+
+TEST(stop_gives_jobs_back_uncounted) {
+    fixture f = {.dir = fx_tmpdir()};
+    start_service(&f, 1);
+    RUN_MAIN(stop_main, &f);
+    coil_jobs_stop(f.jobs);
+    RUN_MAIN(stop_check, &f);
+    start_service(&f, 2);
+    RUN_MAIN(restart_main, &f);
+    coil_jobs_stop(f.jobs);
+    fx_rmtree(f.dir);
+}
+
+TEST(start_refuses_bad_setups) {
+    coil_jobs *jobs = NULL;
+    coil_jobs_config jc;
+    coil_jobs_config_init(&jc);
+    ASSERT_EQ(coil_jobs_start(&jc, &jobs), -EINVAL); /* no directory */
+    fixture f = {.dir = fx_tmpdir()};
+    start_service(&f, 1);
+    jc.data_dir = f.dir; /* taken by the first */
+    jc.log = false;
+    ASSERT_EQ(coil_jobs_start(&jc, &jobs), -EBUSY);
+    ASSERT(jobs == NULL);
+    coil_jobs_stop(f.jobs);
+    fx_rmtree(f.dir);
+}
