@@ -5,7 +5,8 @@
  * thread (it runs its own loop thread), drives it from tasks of a loop of
  * the test's own (RUN_MAIN), stops it, and then reads the store directly to
  * see what was left on disk. Workers are this executable exec'd again, so
- * the handlers below exist on both sides.
+ * the handlers below exist on both sides. The service and the store run
+ * threads of their own (COIL_TEST_THREADS: these run under TSan too).
  */
 #include "store_fixture.h"
 

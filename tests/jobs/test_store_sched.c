@@ -1,7 +1,7 @@
 /* tests/jobs/test_store_sched.c: the store operations the scheduler claims
  * with: peek (read runnable jobs in claim order, passing over held ones),
  * start (one job by id to running), release (give a started job back
- * without counting the attempt). */
+ * without counting the attempt). The writer is a thread: COIL_TEST_THREADS. */
 #include "store_fixture.h"
 
 static coil__job *get_job(coil__store *s, const char *id) {
