@@ -32,6 +32,21 @@ static int nap(const void *payload, size_t len, coil_job_ctx *ctx) {
 }
 COIL_JOB_HANDLER("s.sleep", nap)
 
+/* Appends the payload's tag to the payload's file: "PATH TAG". The order
+ * of the lines is the order the jobs ran in. */
+static int log_tag(const void *payload, size_t len, coil_job_ctx *ctx) {
+    const char *sp = memchr(payload, ' ', len);
+    if (!sp) return -EINVAL;
+    char path[256];
+    snprintf(path, sizeof path, "%.*s", (int)(sp - (const char *)payload), (const char *)payload);
+    FILE *f = fopen(path, "a");
+    if (!f) return -errno;
+    fprintf(f, "%s\n", sp + 1);
+    fclose(f);
+    return 0;
+}
+COIL_JOB_HANDLER("s.log", log_tag)
+
 static int segv(const void *payload, size_t len, coil_job_ctx *ctx) {
     raise(SIGSEGV);
     return 0;
@@ -152,9 +167,13 @@ static coil_result order_main(void *arg) {
         coil_sleep(COIL_MSEC(2));
         coil_jobs_get_stats(f->jobs, &st);
     } while (st.running != 1);
-    enqueue(f, 1, "s.ok", "\"low\"", -5, 0);
-    enqueue(f, 2, "s.ok", "\"doomed\"", 0, 0);
-    enqueue(f, 3, "s.ok", "\"high\"", 7, 0);
+    char payload[3][300];
+    const char *tags[3] = {"low", "doomed", "high"};
+    for (int i = 0; i < 3; i++)
+        snprintf(payload[i], sizeof payload[i], "%s/order %s", f->dir, tags[i]);
+    enqueue(f, 1, "s.log", payload[0], -5, 0);
+    enqueue(f, 2, "s.log", payload[1], 0, 0);
+    enqueue(f, 3, "s.log", payload[2], 7, 0);
     ASSERT_EQ(coil_jobs_cancel(f->jobs, f->ids[2]), 0);
     ASSERT_EQ(coil_jobs_cancel(f->jobs, f->ids[2]), -EALREADY);
     do {
@@ -172,8 +191,15 @@ static coil_result order_check(void *arg) {
               *doomed = await_final(s, f, 2), *high = await_final(s, f, 3);
     ASSERT_EQ(low->state, COIL__JOB_SUCCEEDED);
     ASSERT_EQ(high->state, COIL__JOB_SUCCEEDED);
-    ASSERT_GE(high->started, blocker->finished);
-    ASSERT_GE(low->started, high->finished);
+    /* The jobs wrote their tags in the order they ran. */
+    char path[300], order[64] = "";
+    snprintf(path, sizeof path, "%s/order", f->dir);
+    FILE *fp = fopen(path, "r");
+    ASSERT(fp != NULL);
+    size_t n = fread(order, 1, sizeof order - 1, fp);
+    fclose(fp);
+    order[n] = '\0';
+    ASSERT_STR_EQ(order, "high\nlow\n");
     ASSERT_EQ(doomed->state, COIL__JOB_CANCELLED);
     ASSERT_EQ(doomed->attempts, 0);
     ASSERT_EQ(doomed->started, 0);
