@@ -48,13 +48,14 @@ bench:
 	@scripts/deps bench
 	@$(MAKE) --no-print-directory build
 	$(RELEASE)/coil bench runtime
+	$(RELEASE)/coil bench jobs
 
 # The HTTP parser under libFuzzer, ASan and UBSan, for FUZZ_TIME seconds,
 # from the seeds in fuzz/corpus/http (new finds go to build/fuzz/corpus).
 FUZZ_HTTP_SRC := fuzz/fuzz_http_parser.c src/http/parser.c src/http/request.c \
                  /usr/share/llhttp/api.c /usr/share/llhttp/http.c /usr/share/llhttp/llhttp.c
 fuzz:
-	@scripts/deps build
+	@scripts/deps fuzz
 	@mkdir -p $(FUZZ)/corpus
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	  -D_GNU_SOURCE -DCOIL_BUILDING=1 -Iinclude -Isrc -I/usr/share/include/llhttp \

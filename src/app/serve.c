@@ -1,7 +1,8 @@
 /* app/serve.c: `coil serve`, the HTTP server with its built-in routes.
  *
  *   coil serve [--listen HOST:PORT] [--data DIR] [--workers N]
- *              [--demo-unsafe] [--stall-ms N] [--no-access-log]
+ *              [--job-workers N] [--demo-unsafe] [--stall-ms N]
+ *              [--no-access-log]
  *
  * Routes:
  *
@@ -15,6 +16,9 @@
  *                           watchdog's stall report can be seen; only with
  *                           --demo-unsafe (404 otherwise)
  *   GET /metrics            Prometheus metrics
+ *   /jobs..., /ids/next     the job system (jobs/api.c, docs/jobs.md), with
+ *                           the kinds of app/kinds.h; demo.crash and
+ *                           demo.append only with --demo-unsafe
  *
  * N is 0 to 60000; anything else gets 400 with a JSON error. One JSON line
  * per request goes to stderr (the access log). SIGTERM or SIGINT drains the
@@ -39,6 +43,7 @@
 #include <unistd.h>
 
 #include "app/commands.h"
+#include "app/kinds.h"
 
 enum { MAX_DEMO_MS = 60000 };
 
@@ -48,6 +53,7 @@ typedef struct serve_opts {
     uint16_t port;
     const char *data;             /* data directory */
     unsigned workers;             /* 0: one per core */
+    unsigned job_workers;         /* worker processes; 0: one per core */
     bool demo_unsafe;             /* enable /demo/spin */
     long stall_ms;                /* watchdog threshold, -1: the default */
     bool access_log;
@@ -56,13 +62,16 @@ typedef struct serve_opts {
 static void usage(FILE *out) {
     fprintf(out,
             "usage: coil serve [--listen HOST:PORT] [--data DIR] [--workers N]\n"
-            "                  [--demo-unsafe] [--stall-ms N] [--no-access-log]\n"
+            "                  [--job-workers N] [--demo-unsafe] [--stall-ms N]\n"
+            "                  [--no-access-log]\n"
             "\n"
             "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8080;\n"
             "                      port 0 lets the kernel choose)\n"
             "  --data DIR          data directory, created if missing (default ./var)\n"
             "  --workers N         event loops, one per thread (default: one per core)\n"
-            "  --demo-unsafe       enable GET /demo/spin, which blocks a loop on purpose\n"
+            "  --job-workers N     job worker processes (default: one per core)\n"
+            "  --demo-unsafe       enable GET /demo/spin, which blocks a loop on purpose,\n"
+            "                      and the job kinds demo.crash and demo.append\n"
             "  --stall-ms N        watchdog threshold in ms (0 turns it off)\n"
             "  --no-access-log     do not log each request to stderr\n");
 }
@@ -219,6 +228,9 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         } else if (strcmp(a, "--workers") == 0 && parse_long(v, 1024, &n) && n > 0) {
             o->workers = (unsigned)n;
             i++;
+        } else if (strcmp(a, "--job-workers") == 0 && parse_long(v, 256, &n) && n > 0) {
+            o->job_workers = (unsigned)n;
+            i++;
         } else if (strcmp(a, "--stall-ms") == 0 && parse_long(v, 3600000, &n)) {
             o->stall_ms = n;
             i++;
@@ -247,6 +259,29 @@ static int make_dirs(const char *path) {
     struct stat st;
     if (stat(path, &st) != 0) return -errno;
     return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+/* The job API takes the kinds of app/kinds.h, the unsafe ones only with
+ * --demo-unsafe, and checks their payloads. */
+static int accept_job(void *arg, const char *kind, const void *json, char *msg, size_t cap) {
+    const serve_opts *o = arg;
+    const app_kind *k = coil_app_kind_find(kind);
+    if (!k || (k->unsafe && !o->demo_unsafe)) return -ENOENT;
+    return k->validate ? k->validate(json, msg, cap) : 0;
+}
+
+static int start_jobs(const serve_opts *o, coil_jobs **out) {
+    coil_jobs_config jc;
+    coil_jobs_config_init(&jc);
+    jc.data_dir = o->data;
+    jc.pool.workers = o->job_workers;
+    jc.accept = accept_job;
+    jc.accept_arg = (void *)o;
+    int err = coil_jobs_start(&jc, out);
+    if (err) fprintf(stderr, "coil serve: starting jobs in %s: %s\n", o->data, coil_strerror(err));
+    return err;
 }
 
 /* ------------------------------------------------------------------ command */
@@ -287,9 +322,15 @@ int coil_cmd_serve(int argc, char **argv) {
         fprintf(stderr, "coil serve: %s\n", strerror(errno));
         return 1;
     }
-    if ((err = add_routes(srv, &o)) != 0) {
+    coil_jobs *jobs = NULL;
+    if (start_jobs(&o, &jobs) != 0) {
+        coil_http_server_free(srv);
+        return 1;
+    }
+    if ((err = add_routes(srv, &o)) != 0 || (err = coil_jobs_mount(jobs, srv)) != 0) {
         fprintf(stderr, "coil serve: adding routes: %s\n", coil_strerror(err));
         coil_http_server_free(srv);
+        coil_jobs_stop(jobs);
         return 1;
     }
     announcer a = {.srv = srv, .opts = &o};
@@ -303,6 +344,7 @@ int coil_cmd_serve(int argc, char **argv) {
     atomic_store(&a.done, true);
     if (announcing) pthread_join(tid, NULL);
     coil_http_server_free(srv);
+    coil_jobs_stop(jobs);
     if (err) {
         fprintf(stderr, "coil serve: %s:%u: %s\n", o.host, (unsigned)o.port, coil_strerror(err));
         return 1;
