@@ -511,6 +511,15 @@ static int lookup(coil__store *s, const char *id, job_head *h, bool *found) {
     return rc;
 }
 
+/* lookup() for request `r`: a job that is not there is the request's own
+ * outcome (-ENOENT), not the transaction's. */
+static int lookup_for(coil__store *s, coil__store_req *r, const char *id, job_head *h,
+                      bool *found) {
+    int rc = lookup(s, id, h, found);
+    if (rc == SQLITE_OK && !*found) r->err = -ENOENT;
+    return rc;
+}
+
 static void event_set(coil__job_event *ev, const char *id, const char *kind,
                       coil__job_state state, int attempts, int64_t run_at) {
     memset(ev, 0, sizeof *ev);
@@ -654,12 +663,8 @@ static int exec_complete(coil__store *s, coil__store_req *r) {
     job_head h;
     bool found;
     const char *id = r->u.complete.id;
-    int rc = lookup(s, id, &h, &found);
-    if (rc != SQLITE_OK) return rc;
-    if (!found) {
-        r->err = -ENOENT;
-        return SQLITE_OK;
-    }
+    int rc = lookup_for(s, r, id, &h, &found);
+    if (rc != SQLITE_OK || !found) return rc;
     r->err = coil__job_transition(h.state, COIL__JOB_SUCCEEDED);
     if (r->err) return SQLITE_OK;
     const coil__job_result *res = r->u.complete.res;
@@ -686,12 +691,8 @@ static int exec_fail(coil__store *s, coil__store_req *r) {
     job_head h;
     bool found;
     const char *id = r->u.fail.id;
-    int rc = lookup(s, id, &h, &found);
-    if (rc != SQLITE_OK) return rc;
-    if (!found) {
-        r->err = -ENOENT;
-        return SQLITE_OK;
-    }
+    int rc = lookup_for(s, r, id, &h, &found);
+    if (rc != SQLITE_OK || !found) return rc;
     if (h.state != COIL__JOB_RUNNING) {
         r->err = -EINVAL;
         return SQLITE_OK;
@@ -727,12 +728,8 @@ static int exec_cancel(coil__store *s, coil__store_req *r) {
     job_head h;
     bool found;
     const char *id = r->u.cancel.id;
-    int rc = lookup(s, id, &h, &found);
-    if (rc != SQLITE_OK) return rc;
-    if (!found) {
-        r->err = -ENOENT;
-        return SQLITE_OK;
-    }
+    int rc = lookup_for(s, r, id, &h, &found);
+    if (rc != SQLITE_OK || !found) return rc;
     r->u.cancel.state = h.state;
     if (coil__job_state_final(h.state)) {
         r->err = -EALREADY;
@@ -771,12 +768,8 @@ static int exec_release(coil__store *s, coil__store_req *r) {
     job_head h;
     bool found;
     const char *id = r->u.release.id;
-    int rc = lookup(s, id, &h, &found);
-    if (rc != SQLITE_OK) return rc;
-    if (!found) {
-        r->err = -ENOENT;
-        return SQLITE_OK;
-    }
+    int rc = lookup_for(s, r, id, &h, &found);
+    if (rc != SQLITE_OK || !found) return rc;
     if (h.state != COIL__JOB_RUNNING) {
         r->err = -EINVAL;
         return SQLITE_OK;
@@ -849,12 +842,8 @@ static int exec_start(coil__store *s, coil__store_req *r) {
     job_head h;
     bool found;
     const char *id = r->u.start.id;
-    int rc = lookup(s, id, &h, &found);
-    if (rc != SQLITE_OK) return rc;
-    if (!found) {
-        r->err = -ENOENT;
-        return SQLITE_OK;
-    }
+    int rc = lookup_for(s, r, id, &h, &found);
+    if (rc != SQLITE_OK || !found) return rc;
     r->err = coil__job_transition(h.state, COIL__JOB_RUNNING);
     if (r->err) return SQLITE_OK;
     int64_t now = coil__wall_ms();

@@ -79,6 +79,22 @@ static void enqueue(fixture *f, int i, const char *kind, const char *payload, in
               0);
 }
 
+/* Waits (10 s at most, else the test fails) until the service's counters
+ * reach at least the nonzero fields of `want`. */
+static void await_stats(fixture *f, coil_jobs_stats want) {
+    coil_time until = coil_now() + COIL_SEC(10);
+    for (;;) {
+        coil_jobs_stats st;
+        coil_jobs_get_stats(f->jobs, &st);
+        if (st.running >= want.running && st.waiting >= want.waiting &&
+            st.succeeded >= want.succeeded && st.crashed >= want.crashed &&
+            st.cancelled >= want.cancelled)
+            return;
+        ASSERT(coil_now() < until);
+        coil_sleep(COIL_MSEC(2));
+    }
+}
+
 /* Reads job i from a store opened on the fixture's directory. */
 static coil__job *read_job(coil__store *s, fixture *f, int i) {
     coil__job *j = NULL;
@@ -113,15 +129,10 @@ static coil_result run_and_record_main(void *arg) {
     coil_jobs_enqueue_opts bad = {.priority = 5000};
     ASSERT_EQ(coil_jobs_enqueue(f->jobs, "s.ok", "{}", 2, &bad, id, NULL), -EINVAL);
     /* The service's store is reachable through its own API only; wait on
-     * the stats, which the scheduler updates after each record. */
-    coil_time until = coil_now() + COIL_SEC(10);
+     * the stats, which the scheduler updates as it records. */
+    await_stats(f, (coil_jobs_stats){.succeeded = 1, .crashed = 2});
     coil_jobs_stats st;
-    for (;;) {
-        coil_jobs_get_stats(f->jobs, &st);
-        if (st.succeeded == 1 && st.crashed == 2) break;
-        ASSERT(coil_now() < until);
-        coil_sleep(COIL_MSEC(5));
-    }
+    coil_jobs_get_stats(f->jobs, &st);
     ASSERT_EQ(st.claimed, 3);
     ASSERT_EQ(st.failed, 2);
     return coil_ok(NULL);
@@ -160,13 +171,7 @@ TEST(jobs_run_and_outcomes_are_recorded) {
 static coil_result order_main(void *arg) {
     fixture *f = arg;
     enqueue(f, 0, "s.sleep", "300", 0, 0);
-    coil_time until = coil_now() + COIL_SEC(10);
-    coil_jobs_stats st;
-    do { /* the blocker is in the worker */
-        ASSERT(coil_now() < until);
-        coil_sleep(COIL_MSEC(2));
-        coil_jobs_get_stats(f->jobs, &st);
-    } while (st.running != 1);
+    await_stats(f, (coil_jobs_stats){.running = 1}); /* the blocker is in the worker */
     char payload[3][300];
     const char *tags[3] = {"low", "doomed", "high"};
     for (int i = 0; i < 3; i++)
@@ -176,11 +181,7 @@ static coil_result order_main(void *arg) {
     enqueue(f, 3, "s.log", payload[2], 7, 0);
     ASSERT_EQ(coil_jobs_cancel(f->jobs, f->ids[2]), 0);
     ASSERT_EQ(coil_jobs_cancel(f->jobs, f->ids[2]), -EALREADY);
-    do {
-        ASSERT(coil_now() < until);
-        coil_sleep(COIL_MSEC(5));
-        coil_jobs_get_stats(f->jobs, &st);
-    } while (st.succeeded != 3);
+    await_stats(f, (coil_jobs_stats){.succeeded = 3});
     return coil_ok(NULL);
 }
 
@@ -224,19 +225,9 @@ TEST(priority_decides_what_a_free_worker_runs) {
 static coil_result cancel_running_main(void *arg) {
     fixture *f = arg;
     enqueue(f, 0, "s.sleep", "20000", 0, 0);
-    coil_time until = coil_now() + COIL_SEC(10);
-    coil_jobs_stats st;
-    do {
-        ASSERT(coil_now() < until);
-        coil_sleep(COIL_MSEC(2));
-        coil_jobs_get_stats(f->jobs, &st);
-    } while (st.running != 1);
+    await_stats(f, (coil_jobs_stats){.running = 1});
     ASSERT_EQ(coil_jobs_cancel(f->jobs, f->ids[0]), 0);
-    do {
-        ASSERT(coil_now() < until);
-        coil_sleep(COIL_MSEC(2));
-        coil_jobs_get_stats(f->jobs, &st);
-    } while (st.cancelled != 1);
+    await_stats(f, (coil_jobs_stats){.cancelled = 1});
     return coil_ok(NULL);
 }
 
@@ -267,13 +258,7 @@ static coil_result stop_main(void *arg) {
     fixture *f = arg;
     enqueue(f, 0, "s.sleep", "20000", 0, 0);
     enqueue(f, 1, "s.ok", "{}", 0, 0);
-    coil_time until = coil_now() + COIL_SEC(10);
-    coil_jobs_stats st;
-    do {
-        ASSERT(coil_now() < until);
-        coil_sleep(COIL_MSEC(2));
-        coil_jobs_get_stats(f->jobs, &st);
-    } while (st.running != 1 || st.waiting != 1);
+    await_stats(f, (coil_jobs_stats){.running = 1, .waiting = 1});
     return coil_ok(NULL);
 }
 
@@ -292,13 +277,8 @@ static coil_result stop_check(void *arg) {
 
 static coil_result restart_main(void *arg) {
     fixture *f = arg;
-    coil_time until = coil_now() + COIL_SEC(10);
-    coil_jobs_stats st;
-    do { /* the quick job runs again after the restart */
-        ASSERT(coil_now() < until);
-        coil_sleep(COIL_MSEC(2));
-        coil_jobs_get_stats(f->jobs, &st);
-    } while (st.succeeded != 1 || st.running != 1);
+    /* Both run again after the restart: the quick one to the end. */
+    await_stats(f, (coil_jobs_stats){.succeeded = 1, .running = 1});
     return coil_ok(NULL);
 }
 
