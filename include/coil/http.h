@@ -102,6 +102,17 @@ COIL_EXTERN int coil_http_mw_access_log(coil_http_request *req, coil_http_respon
  * Suspends. */
 COIL_EXTERN int coil_http_metrics(coil_http_request *req, coil_http_response *res, void *arg);
 
+/* More metrics for coil_http_metrics(): `fn` is called at each scrape, on
+ * the scraping loop, and appends Prometheus text (HELP, TYPE and samples)
+ * with coil_http_metrics_printf(). It must not suspend. Add before the
+ * server runs. Returns 0, -EINVAL, -EBUSY (running) or -ENOMEM. */
+typedef struct coil_http_metrics_out coil_http_metrics_out;
+COIL_EXTERN int coil_http_add_metrics(coil_http_server *srv,
+                                      void (*fn)(coil_http_metrics_out *out, void *arg),
+                                      void *arg);
+COIL_EXTERN void coil_http_metrics_printf(coil_http_metrics_out *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Serves the files under directory `root` for GET/HEAD requests under
  * `prefix` (e.g. "/static"), with sendfile. A path that escapes `root`
  * (.., symlinks out of it) is refused with 403/404. */

@@ -89,6 +89,8 @@ struct coil_http_server {
     char *host;                     /* malloc'd */
     coil__http_limits limits;       /* from cfg */
     coil__http_router *router;
+    coil__http_metrics_source *metrics; /* extra /metrics sections (malloc'd) */
+    size_t nmetrics;
     int stop_rd, stop_wr;           /* the stop pipe (non-blocking) */
     _Atomic int port;               /* listening port, -EAGAIN before */
     uint16_t bound_port;            /* worker 0's port, for the others */

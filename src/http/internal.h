@@ -98,4 +98,14 @@ uint64_t coil__http_response_bytes(const coil_http_response *res);
  * may pass them to coil_loop_get_metrics() while it runs. Any thread. */
 size_t coil__http_server_loops(coil_http_server *srv, coil_loop **out, size_t max);
 
+/* An extra section of /metrics (coil_http_add_metrics). */
+typedef struct coil__http_metrics_source {
+    void (*fn)(coil_http_metrics_out *out, void *arg);
+    void *arg;
+} coil__http_metrics_source;
+/* The server's extra sections: sets *out, returns how many. Any thread
+ * once the server runs (they do not change then). */
+size_t coil__http_server_metrics(const coil_http_server *srv,
+                                 const coil__http_metrics_source **out);
+
 #endif

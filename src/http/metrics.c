@@ -11,7 +11,9 @@
  *   coil_http_*        requests, responses by status class, latency
  *                      quantiles over the recent window, connections open,
  *                      accepted, and refused at the limit;
- *   coil_threadpool_*  the blocking-call pool: threads, busy, queued, done.
+ *   coil_threadpool_*  the blocking-call pool: threads, busy, queued, done;
+ *   then the sections added with coil_http_add_metrics() (the job system's
+ *                      coil_jobs_*, for one), in the order they were added.
  *
  * Every figure comes from a call that is safe from any thread
  * (coil_loop_get_metrics, coil_http_server_get_stats,
@@ -26,18 +28,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A growing text buffer. */
-typedef struct text {
+/* A growing text buffer: what a scrape answers. */
+struct coil_http_metrics_out {
     char *buf;                    /* malloc'd */
     size_t len, cap;
     bool failed;                  /* out of memory: the rest is dropped */
-} text;
+};
+typedef struct coil_http_metrics_out text;
 
-__attribute__((format(printf, 2, 3))) static void add(text *t, const char *fmt, ...) {
+static void vadd(text *t, const char *fmt, va_list args) {
     if (t->failed) return;
     for (;;) {
         va_list ap;
-        va_start(ap, fmt);
+        va_copy(ap, args);
         int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
         va_end(ap);
         if (n < 0) {
@@ -57,6 +60,20 @@ __attribute__((format(printf, 2, 3))) static void add(text *t, const char *fmt, 
         t->buf = b;
         t->cap = cap;
     }
+}
+
+__attribute__((format(printf, 2, 3))) static void add(text *t, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vadd(t, fmt, ap);
+    va_end(ap);
+}
+
+void coil_http_metrics_printf(coil_http_metrics_out *out, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vadd(out, fmt, ap);
+    va_end(ap);
 }
 
 /* A metric's HELP and TYPE lines. */
@@ -156,6 +173,9 @@ int coil_http_metrics(coil_http_request *req, coil_http_response *res, void *arg
     loop_metrics(&t, loops, n);
     http_metrics(&t, &s);
     pool_metrics(&t);
+    const coil__http_metrics_source *extra;
+    size_t nextra = coil__http_server_metrics(srv, &extra);
+    for (size_t i = 0; i < nextra; i++) extra[i].fn(&t, extra[i].arg);
     int err = t.failed ? coil_http_respond_error(res, 500, "out of memory")
                        : coil_http_respond(res, 200, "text/plain; version=0.0.4; charset=utf-8",
                                            t.buf, t.len);

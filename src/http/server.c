@@ -113,6 +113,7 @@ void coil_http_server_free(coil_http_server *srv) {
     if (!srv) return;
     COIL_ASSERT(!atomic_load(&srv->running));
     if (srv->router) coil__http_router_free(srv->router);
+    free(srv->metrics);
     if (srv->stop_rd >= 0) close(srv->stop_rd);
     if (srv->stop_wr >= 0) close(srv->stop_wr);
     free(srv->workers);
@@ -131,6 +132,23 @@ void coil_http_server_stop(coil_http_server *srv) {
 
 coil__http_router *coil__http_server_router(coil_http_server *srv) { return srv->router; }
 const coil_http_config *coil__http_server_config(const coil_http_server *srv) { return &srv->cfg; }
+
+int coil_http_add_metrics(coil_http_server *srv,
+                          void (*fn)(coil_http_metrics_out *out, void *arg), void *arg) {
+    if (!srv || !fn) return -EINVAL;
+    if (atomic_load(&srv->running)) return -EBUSY;
+    coil__http_metrics_source *m = realloc(srv->metrics, (srv->nmetrics + 1) * sizeof *m);
+    if (!m) return -ENOMEM;
+    m[srv->nmetrics++] = (coil__http_metrics_source){fn, arg};
+    srv->metrics = m;
+    return 0;
+}
+
+size_t coil__http_server_metrics(const coil_http_server *srv,
+                                 const coil__http_metrics_source **out) {
+    *out = srv->metrics;
+    return srv->nmetrics;
+}
 
 size_t coil__http_server_loops(coil_http_server *srv, coil_loop **out, size_t max) {
     size_t n = 0;

@@ -9,6 +9,8 @@
  *   DELETE /jobs/{id}           cancel
  *   GET    /ids/next            the durable sequence
  *
+ * and a section of GET /metrics (coil_jobs_*).
+ *
  * Handlers run on the server's loops and call the store directly. Every
  * error answer is JSON, {"error": "..."}; a store that cannot write answers
  * 503 with Retry-After, and nothing of the request remains.
@@ -296,6 +298,34 @@ static int next_id(coil_http_request *req, coil_http_response *res, void *arg) {
     return respond_doc(res, 200, json_pack("{s:I}", "id", (json_int_t)id));
 }
 
+/* The job system's section of GET /metrics. */
+static void jobs_metrics(coil_http_metrics_out *out, void *arg) {
+    coil_jobs_stats st;
+    coil_jobs_get_stats(arg, &st);
+    coil_http_metrics_printf(out,
+                             "# HELP coil_jobs_attempts_total Job attempts, by how they ended.\n"
+                             "# TYPE coil_jobs_attempts_total counter\n"
+                             "coil_jobs_attempts_total{outcome=\"started\"} %llu\n"
+                             "coil_jobs_attempts_total{outcome=\"succeeded\"} %llu\n"
+                             "coil_jobs_attempts_total{outcome=\"failed\"} %llu\n"
+                             "coil_jobs_attempts_total{outcome=\"crashed\"} %llu\n"
+                             "coil_jobs_attempts_total{outcome=\"cancelled\"} %llu\n",
+                             (unsigned long long)st.claimed, (unsigned long long)st.succeeded,
+                             (unsigned long long)st.failed, (unsigned long long)st.crashed,
+                             (unsigned long long)st.cancelled);
+    coil_http_metrics_printf(out,
+                             "# HELP coil_jobs_waiting Jobs taken from the store, waiting for a "
+                             "worker process (the pool's queue depth).\n"
+                             "# TYPE coil_jobs_waiting gauge\ncoil_jobs_waiting %zu\n"
+                             "# HELP coil_jobs_running Jobs in a worker process.\n"
+                             "# TYPE coil_jobs_running gauge\ncoil_jobs_running %zu\n"
+                             "# HELP coil_jobs_store_errors_total Reads and writes the store "
+                             "refused (full, read-only, I/O).\n"
+                             "# TYPE coil_jobs_store_errors_total counter\n"
+                             "coil_jobs_store_errors_total %llu\n",
+                             st.waiting, st.running, (unsigned long long)st.store_errors);
+}
+
 int coil_jobs_mount(coil_jobs *j, struct coil_http_server *srv) {
     static const struct {
         const char *method, *pattern;
@@ -314,5 +344,5 @@ int coil_jobs_mount(coil_jobs *j, struct coil_http_server *srv) {
         int err = coil_http_route(srv, routes[i].method, routes[i].pattern, routes[i].fn, j, 0);
         if (err) return err;
     }
-    return 0;
+    return coil_http_add_metrics(srv, jobs_metrics, j);
 }
