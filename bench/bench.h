@@ -17,5 +17,9 @@ int coil_bench_store(int argc, char **argv);
 /* coil bench pool [--quick]: the process pool: worker spawn, no-op jobs
  * through 2 workers, crash detection latency (bench_pool.c). */
 int coil_bench_pool(int argc, char **argv);
+/* coil bench jobs [--quick] [--no-anchors]: the job system through `coil
+ * serve`: enqueue rate, end to end, crash detection, /health under CPU
+ * load, against beanstalkd with an fsync per write (bench_jobs.c). */
+int coil_bench_jobs(int argc, char **argv);
 
 #endif
