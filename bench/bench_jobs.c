@@ -223,11 +223,17 @@ static bool enqueue_one(coil_bench_conn *c, const char *kind, const char *query,
     return ok;
 }
 
-/* DELETE /jobs/ID, whatever the job's state; the answer is not needed. */
+/* DELETE /jobs/ID, whatever the job's state. A keep-alive connection idle
+ * past the server's idle timeout is closed by then: the failed request
+ * closes ours, and a second try opens a new one. A cancel that does not
+ * land would leave the job to be retried, taking a worker from the next
+ * round. */
 static void cancel_one(coil_bench_conn *c, const char *id) {
     char path[64];
     snprintf(path, sizeof path, "/jobs/%.32s", id);
-    coil_bench_conn_request(c, "DELETE", path, NULL, NULL, NULL, 0);
+    for (int tries = 0; tries < 2; tries++)
+        if (coil_bench_conn_request(c, "DELETE", path, NULL, NULL, NULL, 0) > 0) return;
+    fprintf(stderr, "coil bench: DELETE %s failed\n", path);
 }
 
 /* Whether any job is in `state`: 1, 0, or -1 if the list cannot be had. */

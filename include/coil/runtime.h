@@ -462,8 +462,9 @@ COIL_EXTERN void coil_remote_cancel(coil_remote *r);
 COIL_EXTERN int coil_call_sync(coil_loop *loop, coil_fn fn, void *arg, coil_result *out);
 
 /* Starts a thread that runs a loop until coil_loop_thread_stop(). Lets plain
- * synchronous programs call async code through coil_call_sync(). Returns the
- * loop or NULL with errno set. */
+ * synchronous programs call async code through coil_call_sync(). The thread
+ * blocks every signal (they stay with the program's own threads). Returns
+ * the loop or NULL with errno set. */
 COIL_EXTERN coil_loop *coil_loop_thread_start(void);
 /* Stops that loop (cancelling its tasks) and joins the thread. */
 COIL_EXTERN void coil_loop_thread_stop(coil_loop *loop);

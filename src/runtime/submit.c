@@ -35,6 +35,7 @@
  */
 #include "runtime/internal.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -424,7 +425,14 @@ coil_loop *coil_loop_thread_start(void) {
     }
     pthread_mutex_init(&tl->lock, NULL);
     pthread_cond_init(&tl->cond, NULL);
+    /* The thread inherits a mask that blocks every signal: process signals
+     * (SIGTERM, SIGINT) belong to the program's own threads, and a signal
+     * parked on a loop thread that never takes it would be lost. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int err = pthread_create(&tl->thread, NULL, loop_thread_main, tl);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err) {
         thread_loop_free(tl);
         errno = err;

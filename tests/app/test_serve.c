@@ -1,193 +1,45 @@
 /* tests/app/test_serve.c: the real `coil serve` command, end to end.
  *
- * Each test starts the coil binary of this build (BUILD/coil, next to
- * BUILD/tests/ where this test lives) with --listen 127.0.0.1:0, reads the
- * port from its startup line, talks to it over loopback, and stops it with
- * SIGTERM, which must drain and exit 0. Its stderr (the access log) goes to
- * a file the test reads. Client threads: COIL_TEST_THREADS.
+ * Each test starts the coil binary of this build with --listen 127.0.0.1:0
+ * (serve_harness.h), talks to it over loopback, and stops it with SIGTERM,
+ * which must drain and exit 0. Its stderr (the access log) goes to a file
+ * the test reads. Client threads: COIL_TEST_THREADS.
  */
-#include "../http/app_harness.h"
+#include "serve_harness.h"
 
-#include <fcntl.h>
-#include <jansson.h>
-#include <limits.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-
-typedef struct serve_proc {
-    pid_t pid;
-    int port;
-    char dir[64];                 /* temporary directory: data and log */
-    char log[96];                 /* the server's stderr */
-} serve_proc;
-
-static void coil_binary(char *out, size_t size) {
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    ASSERT(n > 0);
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    ASSERT(slash != NULL);
-    ASSERT((size_t)(slash - self) + sizeof "/../coil" <= sizeof self);
-    memcpy(slash, "/../coil", sizeof "/../coil"); /* BUILD/tests/../coil */
-    ASSERT(strlen(self) < size);
-    memcpy(out, self, strlen(self) + 1);
-    ASSERT_EQ(access(out, X_OK), 0);
-}
-
-/* Reads the startup line from `fd` (30 s at most) and returns the port. */
-static int read_port(int fd) {
-    char buf[512];
-    size_t len = 0;
-    coil_time until = coil_now() + COIL_SEC(30);
-    while (coil_now() < until && len < sizeof buf - 1) {
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 100) <= 0) continue;
-        ssize_t got = read(fd, buf + len, sizeof buf - 1 - len);
-        if (got <= 0) break;
-        len += (size_t)got;
-        buf[len] = '\0';
-        const char *nl = strchr(buf, '\n');
-        if (!nl) continue;
-        const char *at = strstr(buf, "http://127.0.0.1:");
-        if (!at) coil_test_fail(__FILE__, __LINE__, "startup line: %s", buf);
-        return (int)strtol(at + strlen("http://127.0.0.1:"), NULL, 10);
-    }
-    coil_test_fail(__FILE__, __LINE__, "no startup line; got: %.*s", (int)len, buf);
-}
-
-/* Starts `coil serve --listen 127.0.0.1:0 --data DIR/var` plus `extra`
- * (NULL-terminated). */
-static void serve_start(serve_proc *p, const char *const *extra) {
-    char bin[PATH_MAX], data[128];
-    coil_binary(bin, sizeof bin);
-    snprintf(p->dir, sizeof p->dir, "/tmp/coil-serve-XXXXXX");
-    ASSERT(mkdtemp(p->dir) != NULL);
-    snprintf(p->log, sizeof p->log, "%s/stderr.log", p->dir);
-    snprintf(data, sizeof data, "%s/var", p->dir);
-    const char *argv[16] = {bin, "serve", "--listen", "127.0.0.1:0", "--data", data};
-    int argc = 6;
-    for (; extra && *extra && argc < 15; extra++) argv[argc++] = *extra;
-    argv[argc] = NULL;
-    int out[2];
-    ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
-    fflush(NULL);
-    p->pid = fork();
-    ASSERT(p->pid >= 0);
-    if (p->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test takes its server along */
-        int log = open(p->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (log < 0 || dup2(out[1], 1) < 0 || dup2(log, 2) < 0) _exit(127);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(out[1]);
-    p->port = read_port(out[0]);
-    close(out[0]);
-    ASSERT(p->port > 0);
-}
-
-/* Waits (30 s at most) for the process and returns its wait status. */
-static int wait_exit(pid_t pid) {
-    int status;
-    for (int i = 0; i < 3000; i++) {
-        pid_t got = waitpid(pid, &status, WNOHANG);
-        if (got == pid) return status;
-        usleep(10 * 1000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    coil_test_fail(__FILE__, __LINE__, "coil serve did not exit within 30 s of SIGTERM");
-}
-
-/* SIGTERM, then asserts exit status 0. */
-static void serve_stop(serve_proc *p) {
-    ASSERT_EQ(kill(p->pid, SIGTERM), 0);
-    int status = wait_exit(p->pid);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        coil_test_fail(__FILE__, __LINE__, "coil serve ended with status 0x%x", status);
-}
-
-/* The server's stderr so far (malloc'd). */
-static char *read_log(const serve_proc *p) {
-    int fd = open(p->log, O_RDONLY | O_CLOEXEC);
-    ASSERT(fd >= 0);
-    struct stat st;
-    ASSERT_EQ(fstat(fd, &st), 0);
-    char *buf = malloc((size_t)st.st_size + 1);
-    ASSERT(buf != NULL);
-    ssize_t n = read(fd, buf, (size_t)st.st_size);
-    close(fd);
-    buf[n > 0 ? n : 0] = '\0';
-    return buf;
-}
-
-static void serve_cleanup(serve_proc *p) {
-    char path[160];
-    unlink(p->log);
-    snprintf(path, sizeof path, "%s/var", p->dir);
-    rmdir(path);
-    rmdir(p->dir);
-}
-
-static void expect(int port, const char *path, int status, const char *body) {
-    reply r;
-    harness_get(port, path, &r);
-    if (r.status != status)
-        coil_test_fail(__FILE__, __LINE__, "GET %s: status %d, want %d:\n%s", path, r.status,
-                       status, r.raw);
-    if (body) ASSERT_STR_EQ(reply_body(&r), body);
-}
-
-/* Asserts that GET `path` answers 200 with the JSON object {key: value}. */
-static void expect_json(int port, const char *path, const char *key, long long value) {
-    reply r;
-    harness_get(port, path, &r);
-    if (r.status != 200)
-        coil_test_fail(__FILE__, __LINE__, "GET %s: status %d:\n%s", path, r.status, r.raw);
-    json_error_t e;
-    json_t *j = json_loads(reply_body(&r), 0, &e);
-    if (!j) coil_test_fail(__FILE__, __LINE__, "GET %s: not JSON: %s", path, reply_body(&r));
-    ASSERT(json_is_integer(json_object_get(j, key)));
-    ASSERT_EQ(json_integer_value(json_object_get(j, key)), value);
-    json_decref(j);
-}
+#include <pthread.h>
+#include <stdatomic.h>
 
 /* ------------------------------------------------------------------ tests */
 
 TEST(serve_answers_its_routes) {
     serve_proc p;
     serve_start(&p, (const char *const[]){"--workers", "2", NULL});
-    char data[128];
     struct stat st;
-    snprintf(data, sizeof data, "%s/var", p.dir);
-    ASSERT(stat(data, &st) == 0 && S_ISDIR(st.st_mode)); /* --data was created */
+    ASSERT(stat(p.data, &st) == 0 && S_ISDIR(st.st_mode)); /* --data was created */
 
-    expect(p.port, "/health", 200, "ok");
-    expect(p.port, "/hello", 200, "Hello, World!");
-    expect_json(p.port, "/demo/sleep?ms=20", "slept_ms", 20);
-    expect_json(p.port, "/demo/block?ms=5", "blocked_ms", 5);
-    expect_json(p.port, "/demo/sleep?ms=0", "slept_ms", 0);
+    serve_expect(p.port, "/health", 200, "ok");
+    serve_expect(p.port, "/hello", 200, "Hello, World!");
+    serve_expect_json(p.port, "/demo/sleep?ms=20", "slept_ms", 20);
+    serve_expect_json(p.port, "/demo/block?ms=5", "blocked_ms", 5);
+    serve_expect_json(p.port, "/demo/sleep?ms=0", "slept_ms", 0);
     const char *bad[] = {"/demo/sleep", "/demo/sleep?ms=", "/demo/sleep?ms=abc",
                          "/demo/sleep?ms=-1", "/demo/sleep?ms=60001", "/demo/sleep?ms=5x",
                          "/demo/block?ms=99999999999999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        reply r;
-        harness_get(p.port, bad[i], &r);
+        serve_reply r;
+        serve_get(p.port, bad[i], &r);
         if (r.status != 400) coil_test_fail(__FILE__, __LINE__, "%s: %d", bad[i], r.status);
-        ASSERT_CONTAINS(reply_body(&r), "\"error\"");
+        ASSERT_CONTAINS(r.body, "\"error\"");
+        serve_reply_free(&r);
     }
-    expect(p.port, "/demo/spin?ms=1", 404, NULL); /* not without --demo-unsafe */
-    expect(p.port, "/nope", 404, NULL);
+    serve_expect(p.port, "/demo/spin?ms=1", 404, NULL); /* not without --demo-unsafe */
+    serve_expect(p.port, "/nope", 404, NULL);
 
-    reply r;
-    harness_get(p.port, "/metrics", &r);
+    serve_reply r;
+    serve_get(p.port, "/metrics", &r);
     ASSERT_EQ(r.status, 200);
-    const char *m = reply_body(&r);
+    const char *m = r.body;
     ASSERT_CONTAINS(m, "# TYPE coil_loop_lag_seconds gauge");
     ASSERT_CONTAINS(m, "coil_loop_lag_seconds{worker=\"0\",quantile=\"0.99\"}");
     ASSERT_CONTAINS(m, "coil_loop_lag_seconds{worker=\"1\",quantile=\"0.5\"}"); /* both loops */
@@ -203,9 +55,10 @@ TEST(serve_answers_its_routes) {
     /* At least the requests above were counted, 4xx among them. */
     const char *req = strstr(m, "\ncoil_http_requests_total ");
     ASSERT(req && strtol(req + strlen("\ncoil_http_requests_total "), NULL, 10) >= 10);
+    serve_reply_free(&r);
 
     serve_stop(&p);
-    char *log = read_log(&p);
+    char *log = serve_read_log(&p);
     ASSERT_CONTAINS(log, "\"path\":\"/hello\"");
     ASSERT_CONTAINS(log, "\"status\":404");
     ASSERT_CONTAINS(log, "\"request_id\":\"");
@@ -219,15 +72,16 @@ TEST(serve_demo_spin_stalls_and_is_reported) {
     serve_proc p;
     serve_start(&p, (const char *const[]){"--workers", "1", "--demo-unsafe", "--stall-ms", "50",
                                           NULL});
-    expect_json(p.port, "/demo/spin?ms=300", "spun_ms", 300);
-    expect(p.port, "/demo/spin?ms=nope", 400, NULL);
-    reply r;
-    harness_get(p.port, "/metrics", &r);
-    const char *at = strstr(reply_body(&r), "coil_loop_stalls_total{worker=\"0\"} ");
+    serve_expect_json(p.port, "/demo/spin?ms=300", "spun_ms", 300);
+    serve_expect(p.port, "/demo/spin?ms=nope", 400, NULL);
+    serve_reply r;
+    serve_get(p.port, "/metrics", &r);
+    const char *at = strstr(r.body, "coil_loop_stalls_total{worker=\"0\"} ");
     ASSERT(at != NULL);
     ASSERT_GE(strtol(at + strlen("coil_loop_stalls_total{worker=\"0\"} "), NULL, 10), 1);
+    serve_reply_free(&r);
     serve_stop(&p);
-    char *log = read_log(&p);
+    char *log = serve_read_log(&p);
     ASSERT_CONTAINS(log, "stall: task 'GET /demo/spin'");
     free(log);
     serve_cleanup(&p);
@@ -235,7 +89,7 @@ TEST(serve_demo_spin_stalls_and_is_reported) {
 
 TEST(serve_rejects_bad_options) {
     char bin[PATH_MAX];
-    coil_binary(bin, sizeof bin);
+    serve_binary(bin, sizeof bin);
     const char *cases[][4] = {{"--listen", "nonsense", NULL},
                               {"--listen", "127.0.0.1:99999", NULL},
                               {"--workers", "0", NULL},
@@ -253,7 +107,7 @@ TEST(serve_rejects_bad_options) {
             execv(bin, (char *const *)argv);
             _exit(127);
         }
-        int status = wait_exit(pid);
+        int status = serve_wait_exit(pid);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 2)
             coil_test_fail(__FILE__, __LINE__, "%s %s: status 0x%x", cases[i][0],
                            cases[i][1] ? cases[i][1] : "", status);
@@ -264,12 +118,12 @@ TEST(serve_rejects_bad_options) {
 
 typedef struct slow_call {
     int port;
-    reply r;
+    serve_reply r;
 } slow_call;
 
 static void *slow_client(void *arg) {
     slow_call *c = arg;
-    harness_get(c->port, "/demo/sleep?ms=1000", &c->r);
+    serve_get(c->port, "/demo/sleep?ms=1000", &c->r);
     return NULL;
 }
 
@@ -284,7 +138,8 @@ TEST(serve_drains_in_flight_requests_on_sigterm) {
     serve_stop(&p);     /* SIGTERM; exits 0 only after answering it */
     ASSERT_EQ(pthread_join(tid, NULL), 0);
     ASSERT_EQ(c.r.status, 200);
-    ASSERT_CONTAINS(reply_body(&c.r), "1000");
+    ASSERT_CONTAINS(c.r.body, "1000");
+    serve_reply_free(&c.r);
     serve_cleanup(&p);
 }
 
@@ -304,22 +159,23 @@ static void *block_client(void *arg) {
     char path[64];
     snprintf(path, sizeof path, "/demo/block?ms=%d", BLOCK_MS);
     for (int i = 0; i < 100 && !atomic_load(b->stop); i++) {
-        reply *r = malloc(sizeof *r);
-        ASSERT(r != NULL);
-        harness_get(b->port, path, r);
-        if (r->status == 200) b->done++;
+        serve_reply r;
+        serve_get(b->port, path, &r);
+        if (r.status == 200) b->done++;
         else b->failed++;
-        free(r);
+        serve_reply_free(&r);
     }
     return NULL;
 }
 
 /* coil_threadpool_busy from /metrics. */
 static long pool_busy(int port) {
-    static reply r;
-    harness_get(port, "/metrics", &r);
-    const char *at = strstr(reply_body(&r), "\ncoil_threadpool_busy ");
-    return at ? strtol(at + strlen("\ncoil_threadpool_busy "), NULL, 10) : -1;
+    serve_reply r;
+    serve_get(port, "/metrics", &r);
+    const char *at = strstr(r.body, "\ncoil_threadpool_busy ");
+    long busy = at ? strtol(at + strlen("\ncoil_threadpool_busy "), NULL, 10) : -1;
+    serve_reply_free(&r);
+    return busy;
 }
 
 /* While four clients keep calling a blocking handler that sleeps 500 ms,
@@ -347,11 +203,12 @@ TEST(serve_blocking_handlers_leave_the_loop_free) {
     coil_time worst = 0;
     for (int i = 0; i < HEALTH_CHECKS; i++) {
         coil_time t0 = coil_now();
-        reply r;
-        harness_get(p.port, "/health", &r);
+        serve_reply r;
+        serve_get(p.port, "/health", &r);
         coil_time took = coil_now() - t0;
         ASSERT_EQ(r.status, 200);
-        ASSERT_STR_EQ(reply_body(&r), "ok");
+        ASSERT_STR_EQ(r.body, "ok");
+        serve_reply_free(&r);
         if (took > worst) worst = took;
     }
     if (worst >= COIL_MSEC(BLOCK_MS))
