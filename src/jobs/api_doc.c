@@ -5,7 +5,7 @@
  *
  *   {"id", "kind", "status", "priority", "attempts", "max_attempts",
  *    "progress", "message", "created_at", "started_at", "finished_at",
- *    "run_at", "timeout_ms", "cancel_requested",
+ *    "updated_at", "run_at", "timeout_ms", "cancel_requested",
  *    "error": null | {"message", "signal", "exit_status", "oom"},
  *    "result": null | {"url", "content_type", "size"}}
  *
@@ -58,6 +58,7 @@ void *coil__job_status_doc(const coil__job *job) {
     bad |= json_object_set_new(doc, "created_at", time_or_null(job->created));
     bad |= json_object_set_new(doc, "started_at", time_or_null(job->started));
     bad |= json_object_set_new(doc, "finished_at", time_or_null(job->finished));
+    bad |= json_object_set_new(doc, "updated_at", time_or_null(job->updated));
     bad |= json_object_set_new(doc, "run_at", time_or_null(job->run_at));
     bad |= json_object_set_new(doc, "timeout_ms",
                                job->timeout_ms ? json_integer(job->timeout_ms) : json_null());

@@ -14,9 +14,12 @@
  *              empty, so priority decides what a free worker runs next.
  *   starters   one per job: write its start (queued -> running, attempts
  *              + 1, leased to this process). The job does not wait for this
- *              commit; its record does.
- *   recorders  one per outcome: wait for the start, write the outcome
- *              (complete, fail, or release) and free the job. A runner never
+ *              commit.
+ *   recorders  one per outcome: write the outcome (complete, fail, or
+ *              release) and free the job. A start still waiting for the
+ *              writer when the outcome comes (a short job) is withdrawn and
+ *              written with the outcome, in one write (run_complete,
+ *              run_fail); a start under way is waited for. A runner never
  *              waits for a commit, so a worker never idles for an fsync.
  *
  * One process owns the store (its lock file), so a peeked job cannot be
@@ -34,7 +37,8 @@
  *
  * How outcomes are recorded:
  *
- *   handler returned 0                   complete (the result)
+ *   handler returned 0                   complete (the result), with the start
+ *                                        if it was not written yet
  *   the start failed (cancelled first,   nothing: the store has the truth
  *   or a storage error)
  *   stopped because of a cancel request  fail -> cancelled
@@ -173,13 +177,10 @@ static coil_result claimer_main(void *arg) {
 static coil_result starter_main(void *arg) {
     sched_job *sj = arg;
     coil_jobs *j = sj->jobs;
-    coil_scope shield; /* a start must land even while the scheduler stops */
-    coil_scope_enter_shielded(&shield, COIL_NEVER);
     int err = coil__store_start(j->store, sj->rec->id, j->sched.owner, NULL);
-    coil_scope_exit(&shield);
     if (err == 0) {
         atomic_fetch_add(&j->stats.claimed, 1);
-    } else if (sj->scope) {
+    } else if (err != -ECANCELED && sj->scope) {
         /* Cancelled before it started, or the store cannot write: the job
          * is not ours to run. It stays as the store says. */
         coil_scope_cancel(sj->scope);
@@ -219,25 +220,36 @@ static bool not_an_attempt(const coil_jobs *j, const record *r) {
     return j->sched.hard_stop && r->err == -ECANCELED;
 }
 
-static int record_outcome(record *r) {
+/* Writes the outcome. `started`: the job's start is written; else the
+ * start goes in the same write as the outcome (a job that ended before its
+ * start reached the writer: one write instead of two). */
+static int record_outcome(record *r, bool started) {
     coil_jobs *j = r->jobs;
     sched_job *sj = r->sj;
     const char *id = sj->rec->id;
+    const char *owner = started ? NULL : j->sched.owner;
     if (r->err == 0) {
         coil__job_result res = {.data = r->out.result, .len = r->out.result_len,
                                 .content_type = r->out.content_type[0] ? r->out.content_type
                                                                        : NULL};
         atomic_fetch_add(&j->stats.succeeded, 1);
-        return coil__store_complete(j->store, id, &res);
+        if (!started) atomic_fetch_add(&j->stats.claimed, 1);
+        return started ? coil__store_complete(j->store, id, &res)
+                       : coil__store_run_complete(j->store, id, owner, &res);
     }
-    if (not_an_attempt(j, r)) return coil__store_release(j->store, id, NULL);
+    if (not_an_attempt(j, r) || (!started && sj->cancel)) {
+        /* Not the job's attempt; or, unstarted, cancelled while queued. */
+        return started ? coil__store_release(j->store, id, NULL) : 0;
+    }
+    if (!started) atomic_fetch_add(&j->stats.claimed, 1);
     if (sj->cancel && r->err == -ECANCELED) atomic_fetch_add(&j->stats.cancelled, 1);
     else atomic_fetch_add(&j->stats.failed, 1);
     if (r->out.crashed) atomic_fetch_add(&j->stats.crashed, 1);
     char msg[COIL_JOB_MESSAGE_MAX + 64];
     coil__job_error e;
     describe_failure(r, msg, sizeof msg, &e);
-    return coil__store_fail(j->store, id, &e, NULL);
+    return started ? coil__store_fail(j->store, id, &e, NULL)
+                   : coil__store_run_fail(j->store, id, owner, &e, NULL);
 }
 
 static coil_result recorder_main(void *arg) {
@@ -246,9 +258,14 @@ static coil_result recorder_main(void *arg) {
     /* A record must reach the store even while the scheduler stops. */
     coil_scope shield;
     coil_scope_enter_shielded(&shield, COIL_NEVER);
+    /* A start still waiting for the writer is withdrawn (-ECANCELED, nothing
+     * written) and goes with the outcome; one under way is waited for. */
+    coil_cancel(r->sj->starter);
     coil_result started = {0};
     coil_join(r->sj->starter, &started);
-    int err = started.err == 0 ? record_outcome(r) : 0;
+    int err = 0;
+    if (started.err == 0 || started.err == -ECANCELED)
+        err = record_outcome(r, started.err == 0);
     coil_scope_exit(&shield);
     if (err && err != -EPIPE) {
         atomic_fetch_add(&j->stats.store_errors, 1);

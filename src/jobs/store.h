@@ -272,6 +272,16 @@ int coil__store_complete(coil__store *s, const char *id, const coil__job_result 
 int coil__store_fail(coil__store *s, const char *id, const coil__job_error *err,
                      coil__job_state *state_out);
 
+/* complete() and fail() of a job whose start was never written (a
+ * scheduler's job that ended before its start() got to the writer): the
+ * job is started first, leased to `owner`, then completed or failed, in
+ * one write. Returns what start() would (-EINVAL: not runnable any more,
+ * cancelled meanwhile), or what complete()/fail() would. Suspends. */
+int coil__store_run_complete(coil__store *s, const char *id, const char *owner,
+                             const coil__job_result *res);
+int coil__store_run_fail(coil__store *s, const char *id, const char *owner,
+                         const coil__job_error *err, coil__job_state *state_out);
+
 /* Cancels a job. Queued or failed: cancelled at once. Running: flagged
  * cancel_requested (watchers see it; the pool stops the worker and reports
  * the end with fail(), which makes it cancelled), state stays running.

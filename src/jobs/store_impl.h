@@ -80,11 +80,13 @@ typedef struct coil__store_req {
             const char *id;
             const coil__job_result *res;
             const char *file;             /* result file name, or NULL */
+            const char *owner;            /* start it first, leased to owner */
         } complete;
         struct {
             const char *id;
             const coil__job_error *error;
             coil__job_state state;        /* out */
+            const char *owner;            /* start it first, leased to owner */
         } fail;
         struct {
             const char *id;

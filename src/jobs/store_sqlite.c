@@ -659,10 +659,43 @@ static int exec_claim(coil__store *s, coil__store_req *r) {
     return next_run_at(s, &r->u.claim.next_run_at);
 }
 
+/* Starts job `id` for request `r`: queued or failed -> running, attempts
+ * + 1, leased to `owner`. A job that cannot start is the request's own
+ * outcome (r->err). *attempts (may be NULL) gets the new count. */
+static int start_job(coil__store *s, coil__store_req *r, const char *id, const char *owner,
+                     int *attempts) {
+    job_head h;
+    bool found;
+    int rc = lookup_for(s, r, id, &h, &found);
+    if (rc != SQLITE_OK || !found) return rc;
+    r->err = coil__job_transition(h.state, COIL__JOB_RUNNING);
+    if (r->err) return SQLITE_OK;
+    int64_t now = coil__wall_ms();
+    sqlite3_stmt *st = s->stmt[COIL__STMT_START];
+    sqlite3_bind_int64(st, 1, h.seq);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    rc = run_bound(st);
+    if (rc != SQLITE_OK) return rc;
+    h.attempts++;
+    if (attempts) *attempts = h.attempts;
+    note_head(s, id, &h, COIL__JOB_RUNNING);
+    return SQLITE_OK;
+}
+
+/* One job, by id, from queued or failed to running. */
+static int exec_start(coil__store *s, coil__store_req *r) {
+    return start_job(s, r, r->u.start.id, r->u.start.owner, &r->u.start.attempts);
+}
+
 static int exec_complete(coil__store *s, coil__store_req *r) {
     job_head h;
     bool found;
     const char *id = r->u.complete.id;
+    if (r->u.complete.owner) {
+        int rc = start_job(s, r, id, r->u.complete.owner, NULL);
+        if (rc != SQLITE_OK || r->err) return rc;
+    }
     int rc = lookup_for(s, r, id, &h, &found);
     if (rc != SQLITE_OK || !found) return rc;
     r->err = coil__job_transition(h.state, COIL__JOB_SUCCEEDED);
@@ -691,6 +724,10 @@ static int exec_fail(coil__store *s, coil__store_req *r) {
     job_head h;
     bool found;
     const char *id = r->u.fail.id;
+    if (r->u.fail.owner) {
+        int rc = start_job(s, r, id, r->u.fail.owner, NULL);
+        if (rc != SQLITE_OK || r->err) return rc;
+    }
     int rc = lookup_for(s, r, id, &h, &found);
     if (rc != SQLITE_OK || !found) return rc;
     if (h.state != COIL__JOB_RUNNING) {
@@ -835,28 +872,6 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
     if (r->u.peek.n) return SQLITE_OK;
     r->err = -EAGAIN;
     return next_run_at(s, &r->u.peek.next_run_at);
-}
-
-/* One job, by id, from queued or failed to running. */
-static int exec_start(coil__store *s, coil__store_req *r) {
-    job_head h;
-    bool found;
-    const char *id = r->u.start.id;
-    int rc = lookup_for(s, r, id, &h, &found);
-    if (rc != SQLITE_OK || !found) return rc;
-    r->err = coil__job_transition(h.state, COIL__JOB_RUNNING);
-    if (r->err) return SQLITE_OK;
-    int64_t now = coil__wall_ms();
-    sqlite3_stmt *st = s->stmt[COIL__STMT_START];
-    sqlite3_bind_int64(st, 1, h.seq);
-    sqlite3_bind_text(st, 2, r->u.start.owner, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, now);
-    rc = run_bound(st);
-    if (rc != SQLITE_OK) return rc;
-    h.attempts++;
-    r->u.start.attempts = h.attempts;
-    note_head(s, id, &h, COIL__JOB_RUNNING);
-    return SQLITE_OK;
 }
 
 int coil__store_exec(coil__store *s, coil__store_req *r) {
@@ -1040,7 +1055,8 @@ static int result_file_run(result_file *f) {
     return err ? err : f->err;
 }
 
-int coil__store_complete(coil__store *s, const char *id, const coil__job_result *res) {
+static int complete(coil__store *s, const char *id, const char *owner,
+                    const coil__job_result *res) {
     static const coil__job_result none = {0};
     if (!res) res = &none;
     if (!coil__job_id_valid(id)) return -ENOENT;
@@ -1050,6 +1066,7 @@ int coil__store_complete(coil__store *s, const char *id, const coil__job_result 
     r.u.complete.id = id;
     r.u.complete.res = res;
     r.u.complete.file = res->file;
+    r.u.complete.owner = owner;
     result_file f = {.dir = s->results_dir, .data = res->data, .len = res->len};
     bool to_file = res->len > s->opts.inline_result_max;
     if (to_file) {
@@ -1070,15 +1087,35 @@ int coil__store_complete(coil__store *s, const char *id, const coil__job_result 
     return err;
 }
 
-int coil__store_fail(coil__store *s, const char *id, const coil__job_error *error,
-                     coil__job_state *state_out) {
+int coil__store_complete(coil__store *s, const char *id, const coil__job_result *res) {
+    return complete(s, id, NULL, res);
+}
+
+int coil__store_run_complete(coil__store *s, const char *id, const char *owner,
+                             const coil__job_result *res) {
+    return owner ? complete(s, id, owner, res) : -EINVAL;
+}
+
+static int fail(coil__store *s, const char *id, const char *owner, const coil__job_error *error,
+                coil__job_state *state_out) {
     if (!coil__job_id_valid(id)) return -ENOENT;
     coil__store_req r = {.op = COIL__OP_FAIL};
     r.u.fail.id = id;
     r.u.fail.error = error;
+    r.u.fail.owner = owner;
     int err = coil__store_submit(s, &r);
     if (!err && state_out) *state_out = r.u.fail.state;
     return err;
+}
+
+int coil__store_fail(coil__store *s, const char *id, const coil__job_error *error,
+                     coil__job_state *state_out) {
+    return fail(s, id, NULL, error, state_out);
+}
+
+int coil__store_run_fail(coil__store *s, const char *id, const char *owner,
+                         const coil__job_error *error, coil__job_state *state_out) {
+    return owner ? fail(s, id, owner, error, state_out) : -EINVAL;
 }
 
 int coil__store_cancel(coil__store *s, const char *id, coil__job_state *state_out) {

@@ -666,9 +666,9 @@ TEST(jobs_higher_priority_runs_first) {
 }
 
 /* A job that always crashes, 3 attempts, backoff 200 ms: each retry waits
- * uniform(0, 200 * 2^(n-1)) ms after attempt n, as the "failed" docs show
- * (run_at against the end of the attempt), and no attempt starts before
- * its run_at. */
+ * uniform(0, 200 * 2^(n-1)) ms after attempt n failed, as the "failed" docs
+ * show (run_at against updated_at, the failure), and no attempt starts
+ * before its run_at. */
 TEST(jobs_retries_back_off) {
     enum { BASE = 200, SLACK_MS = 10000 };
     serve_proc p;
@@ -687,8 +687,8 @@ TEST(jobs_retries_back_off) {
         if (!jnull(doc, "started_at") && n >= 1) started[n] = jint(doc, "started_at");
         if (!strcmp(st, "failed")) {
             ASSERT(n == 1 || n == 2);
-            long long end = jnull(doc, "finished_at") ? jint(doc, "started_at")
-                                                      : jint(doc, "finished_at");
+            /* The delay counts from the failure, the job's last change. */
+            long long end = jint(doc, "updated_at");
             long long wait = jint(doc, "run_at") - end, bound = (long long)BASE << (n - 1);
             if (wait < 0 || wait > bound)
                 coil_test_fail(__FILE__, __LINE__, "retry %lld waits %lld ms, not in [0, %lld]: %s",

@@ -10,6 +10,15 @@ static coil__job *get_job(coil__store *s, const char *id) {
     return j;
 }
 
+/* Counts the RUNNING and SUCCEEDED events a watcher sees. */
+static void count_states(const coil__job_event *ev, size_t n, void *arg) {
+    int **counts = arg;
+    for (size_t i = 0; i < n; i++) {
+        if (ev[i].state == COIL__JOB_RUNNING) (*counts[0])++;
+        if (ev[i].state == COIL__JOB_SUCCEEDED) (*counts[1])++;
+    }
+}
+
 static coil_result peek_main(void *arg) {
     char *dir = arg;
     coil__store *s = fx_open(dir, NULL);
@@ -158,5 +167,63 @@ static coil_result release_main(void *arg) {
 TEST(release_gives_a_started_job_back) {
     char *dir = fx_tmpdir();
     RUN_MAIN(release_main, dir);
+    fx_rmtree(dir);
+}
+
+static coil_result run_outcome_main(void *arg) {
+    char *dir = arg;
+    coil__store *s = fx_open(dir, NULL);
+    coil__enqueued a, b, c;
+    ASSERT_EQ(fx_enqueue(s, "demo.cpu", 0, &a), 0);
+    ASSERT_EQ(fx_enqueue(s, "demo.cpu", 0, &b), 0);
+    ASSERT_EQ(fx_enqueue(s, "demo.cpu", 0, &c), 0);
+    int running = 0, succeeded = 0;
+    int *counts[2] = {&running, &succeeded};
+    coil__store_watcher *w;
+    ASSERT_EQ(coil__store_watch(s, count_states, counts, &w), 0);
+
+    /* Started and completed in one write: attempt 1, both events seen. */
+    coil__job_result res = {.data = "ok", .len = 2, .content_type = "text/plain"};
+    ASSERT_EQ(coil__store_run_complete(s, a.id, "pid:7", &res), 0);
+    coil__job *j = get_job(s, a.id);
+    ASSERT_EQ(j->state, COIL__JOB_SUCCEEDED);
+    ASSERT_EQ(j->attempts, 1);
+    ASSERT_STR_EQ((const char *)j->result, "ok");
+    ASSERT_GE(j->finished, j->started);
+    ASSERT_GE(j->started, j->created);
+    coil__job_free(j);
+    ASSERT_EQ(running, 1);
+    ASSERT_EQ(succeeded, 1);
+
+    /* Started and failed in one write: a retry is scheduled. */
+    coil__job_error e = {.message = "boom", .signal = 11, .exit_status = -1};
+    coil__job_state st;
+    ASSERT_EQ(coil__store_run_fail(s, b.id, "pid:7", &e, &st), 0);
+    ASSERT_EQ(st, COIL__JOB_FAILED);
+    j = get_job(s, b.id);
+    ASSERT_EQ(j->attempts, 1);
+    ASSERT_EQ(j->error_signal, 11);
+    coil__job_free(j);
+
+    /* A job cancelled first cannot be run: nothing is written. */
+    ASSERT_EQ(coil__store_cancel(s, c.id, NULL), 0);
+    ASSERT_EQ(coil__store_run_complete(s, c.id, "pid:7", &res), -EINVAL);
+    j = get_job(s, c.id);
+    ASSERT_EQ(j->state, COIL__JOB_CANCELLED);
+    ASSERT_EQ(j->attempts, 0);
+    ASSERT(j->result == NULL);
+    coil__job_free(j);
+    /* Already running: run_* refuses, complete() is the call. */
+    ASSERT_EQ(coil__store_start(s, b.id, "pid:7", NULL), 0);
+    ASSERT_EQ(coil__store_run_complete(s, b.id, "pid:7", &res), -EINVAL);
+    ASSERT_EQ(coil__store_run_complete(s, b.id, NULL, &res), -EINVAL);
+    coil__store_unwatch(w);
+    ASSERT_EQ(coil__store_close(s), 0);
+    return coil_ok(NULL);
+}
+
+TEST(run_complete_and_run_fail_start_in_the_same_write) {
+    char *dir = fx_tmpdir();
+    RUN_MAIN(run_outcome_main, dir);
     fx_rmtree(dir);
 }
