@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef void (*coil_test_fn)(void);
 void coil_test_register(const char *name, coil_test_fn fn);
@@ -84,5 +85,30 @@ __attribute__((noreturn)) void coil_test_fail(const char *file, int line, const 
 /* Captures what `body` writes to stderr into a malloc'd string. */
 char *coil_test_capture_stderr_begin(void);
 char *coil_test_capture_stderr_end(void);
+
+/* The value of header `name` (case-insensitive, the first one) in the
+ * response head `head` (status line, then "Name: value" lines ending in
+ * CRLF), looking no further than `stop` (NULL: to the end). Copied into
+ * `buf` (truncated to fit); NULL if absent. */
+static inline const char *coil_test_header(const char *head, const char *stop, const char *name,
+                                           char *buf, size_t size) {
+    size_t nlen = strlen(name);
+    const char *p = head ? strstr(head, "\r\n") : NULL;
+    while (p && (!stop || p < stop)) {
+        p += 2;
+        if (strncasecmp(p, name, nlen) == 0 && p[nlen] == ':') {
+            const char *v = p + nlen + 1;
+            while (*v == ' ') v++;
+            const char *e = strstr(v, "\r\n");
+            size_t vlen = e ? (size_t)(e - v) : strlen(v);
+            if (vlen >= size) vlen = size - 1;
+            memcpy(buf, v, vlen);
+            buf[vlen] = '\0';
+            return buf;
+        }
+        p = strstr(p, "\r\n");
+    }
+    return NULL;
+}
 
 #endif

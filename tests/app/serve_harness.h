@@ -249,23 +249,7 @@ static inline void serve_reply_free(serve_reply *r) {
  * copied into `buf`; NULL if absent. */
 static inline const char *serve_header(const serve_reply *r, const char *name, char *buf,
                                        size_t size) {
-    size_t nlen = strlen(name);
-    const char *p = r->head ? strstr(r->head, "\r\n") : NULL;
-    while (p) {
-        p += 2;
-        if (strncasecmp(p, name, nlen) == 0 && p[nlen] == ':') {
-            const char *v = p + nlen + 1;
-            while (*v == ' ') v++;
-            const char *e = strstr(v, "\r\n");
-            size_t vlen = e ? (size_t)(e - v) : strlen(v);
-            if (vlen >= size) vlen = size - 1;
-            memcpy(buf, v, vlen);
-            buf[vlen] = '\0';
-            return buf;
-        }
-        p = strstr(p, "\r\n");
-    }
-    return NULL;
+    return coil_test_header(r->head, NULL, name, buf, size);
 }
 
 /* De-chunks `in` (len bytes of a chunked body) into `out` (len bytes at

@@ -132,23 +132,7 @@ static inline void harness_get(int port, const char *path, reply *r) {
 /* A response header's value (the first, case-insensitive name), copied
  * into `buf`; NULL if absent. */
 static inline const char *reply_header(const reply *r, const char *name, char *buf, size_t size) {
-    size_t nlen = strlen(name);
-    const char *p = strstr(r->raw, "\r\n");
-    while (p && p < r->body - 2) {
-        p += 2;
-        if (strncasecmp(p, name, nlen) == 0 && p[nlen] == ':') {
-            const char *v = p + nlen + 1;
-            while (*v == ' ') v++;
-            const char *e = strstr(v, "\r\n");
-            size_t vlen = e ? (size_t)(e - v) : strlen(v);
-            if (vlen >= size) vlen = size - 1;
-            memcpy(buf, v, vlen);
-            buf[vlen] = '\0';
-            return buf;
-        }
-        p = strstr(p, "\r\n");
-    }
-    return NULL;
+    return coil_test_header(r->raw, r->body ? r->body - 2 : NULL, name, buf, size);
 }
 
 /* The body as a NUL-terminated string (the raw buffer is). */
