@@ -36,9 +36,19 @@ int coil__http_dispatch(coil__http_router *r, coil_http_request *req, coil_http_
 
 /* Called by response.c just before it writes a response's status line and
  * headers (any kind of response: complete, chunked, SSE, file), while
- * headers may still be added. The timing middleware adds its header here.
- * Does not suspend. */
-void coil__http_before_head(coil_http_request *req, coil_http_response *res);
+ * headers may still be added; `now` is coil_now(), read by the caller. The
+ * timing middleware adds its header here. Does not suspend. */
+void coil__http_before_head(coil_http_request *req, coil_http_response *res, coil_time now);
+
+/* Appends "name: value" to the response's headers like
+ * coil_http_set_header(), for the shipped middleware, without its checks:
+ * the caller vouches that `name` (nlen bytes) is a token that header does
+ * not treat specially, that `value` (vlen bytes) holds only characters a
+ * header value may. Validating the two headers every request carries cost
+ * more than building the rest of the head. Loop thread only. Returns 0,
+ * -EALREADY (the head is written) or -ENOMEM. Does not suspend. */
+int coil__http_add_header(coil_http_response *res, const char *name, size_t nlen,
+                          const char *value, size_t vlen);
 
 /* Makes `id` the calling task's current request ID (the value
  * coil_http_current_request_id() returns, there and in tasks it spawns

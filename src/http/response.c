@@ -227,7 +227,9 @@ int coil__http_write_head(coil_http_response *res, int status, const char *conte
      * counts as not started until its head is built. */
     uint8_t state = res->state;
     res->state = COIL__RES_NONE;
-    coil__http_before_head(req, res);
+    /* One clock read serves the timing header and the stats. */
+    coil_time now = coil_now();
+    coil__http_before_head(req, res, now);
     res->state = state;
     size_t ctype_len = 0;
     if (content_type == text_plain) ctype_len = sizeof text_plain - 1; /* ours: known good */
@@ -246,7 +248,7 @@ int coil__http_write_head(coil_http_response *res, int status, const char *conte
     /* Counted before the client can see it: a client that reads the stats
      * after its response finds its request there. The latency is thus the
      * time to the response's head. */
-    coil__http_stats_record(&c->w->stats, status, req->start, coil_now());
+    coil__http_stats_record(&c->w->stats, status, req->start, now);
     struct iovec iov[2] = {{b.p, b.len}, {(void *)body, body_len}};
     size_t n = 1;
     if (body_len && b.p == stack && body_len <= sizeof stack - b.len) {
@@ -292,6 +294,12 @@ int coil_http_set_header(coil_http_response *res, const char *name, const char *
             return -EINVAL;
         break;
     }
+    return coil__http_add_header(res, name, nlen, value, vlen);
+}
+
+int coil__http_add_header(coil_http_response *res, const char *name, size_t nlen,
+                          const char *value, size_t vlen) {
+    if (res->state != COIL__RES_NONE) return -EALREADY;
     size_t add = nlen + 2 + vlen + 2;
     if (res->hdrs_cap - res->hdrs_len < add) {
         size_t cap = res->hdrs_cap ? res->hdrs_cap * 2 : 256;

@@ -196,6 +196,7 @@ struct coil_loop {
     uint64_t spawned;             /* tasks spawned in total */
     coil__stack_pool *stacks;     /* this loop's stack pool */
     size_t default_stack;         /* usable bytes for default stacks */
+    coil__locals *spare_locals;   /* one freed smallest locals block, for reuse (locals.c) */
     coil_task *main;              /* the task coil_run() started */
     bool stopping;                /* coil_loop_thread_stop() was called */
     void *tsan_sched_fiber;       /* TSan fiber of the scheduler */
@@ -316,7 +317,11 @@ void coil__loop_on_close(coil_loop *loop, coil__close_hook *hook);
 /* ------------------------------------------------------------------ locals.c */
 
 void coil__locals_retain(coil__locals *l);
+/* Drops a reference; the last one frees the block, or keeps it as the
+ * loop's spare. Loop thread only. */
 void coil__locals_release(coil__locals *l);
+/* Frees the loop's spare block (coil__loop_close). */
+void coil__locals_free_spare(coil_loop *loop);
 /* The context a thread-pool call reads (set for the duration of the call). */
 extern _Thread_local coil__locals *coil__thread_locals;
 

@@ -5,6 +5,11 @@
  * block is shared copies it (copy on write). So spawning is O(1), and a set
  * is never seen by tasks that already exist.
  *
+ * A task that sets a value in a task spawned with no values of its own
+ * (an HTTP request's handler does, once per request) needs a fresh block,
+ * and drops it when it ends: each loop keeps one freed block of the
+ * smallest size to hand out next, so that this costs no malloc and free.
+ *
  * Reference counts are plain integers: blocks live on one loop. A function
  * run by coil_to_thread() borrows its task's block through
  * coil__thread_locals without counting (the task waits for the call), and
@@ -30,15 +35,35 @@ _Thread_local coil__locals *coil__thread_locals;
 
 void coil__locals_retain(coil__locals *l) { l->refs++; }
 
+enum { SPARE_CAP = 4 }; /* the smallest block: the size the loop keeps a spare of */
+
 void coil__locals_release(coil__locals *l) {
-    if (l && --l->refs == 0) free(l);
+    if (!l || --l->refs != 0) return;
+    coil_loop *loop = coil__tls_loop;
+    if (l->cap == SPARE_CAP && loop && !loop->spare_locals) {
+        loop->spare_locals = l;
+        return;
+    }
+    free(l);
+}
+
+void coil__locals_free_spare(coil_loop *loop) {
+    free(loop->spare_locals);
+    loop->spare_locals = NULL;
 }
 
 static coil__locals *copy_with_room(const coil__locals *from) {
     size_t n = from ? from->n : 0;
-    size_t cap = n < 4 ? 4 : n * 2;
-    coil__locals *l = malloc(sizeof *l + cap * sizeof(local_slot));
-    if (!l) return NULL;
+    size_t cap = n < SPARE_CAP ? SPARE_CAP : n * 2;
+    coil_loop *loop = coil__tls_loop;
+    coil__locals *l;
+    if (cap == SPARE_CAP && loop && loop->spare_locals) {
+        l = loop->spare_locals;
+        loop->spare_locals = NULL;
+    } else {
+        l = malloc(sizeof *l + cap * sizeof(local_slot));
+        if (!l) return NULL;
+    }
     l->refs = 1;
     l->n = n;
     l->cap = cap;

@@ -186,6 +186,7 @@ void coil__loop_close(coil_loop *loop) {
     uv_run(&loop->uv, UV_RUN_DEFAULT);
     uv_loop_close(&loop->uv);
     coil__stack_pool_free(loop->stacks);
+    coil__locals_free_spare(loop);
     free(loop->heap);
     pthread_mutex_destroy(&loop->xlock);
 }
