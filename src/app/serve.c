@@ -47,6 +47,9 @@
 
 enum { MAX_DEMO_MS = 60000 };
 
+/* Largest request body: room for the largest job payload the kinds take. */
+#define SERVE_MAX_BODY ((size_t)16 << 20)
+
 /* What the command line asked for. */
 typedef struct serve_opts {
     char host[256];               /* listen address */
@@ -317,6 +320,8 @@ int coil_cmd_serve(int argc, char **argv) {
     cfg.workers = o.workers;
     cfg.access_log = o.access_log;
     cfg.handle_signals = true;
+    /* A report.pdf of 100,000 rows is a payload of a few MiB. */
+    cfg.max_body = SERVE_MAX_BODY;
     coil_http_server *srv = coil_http_server_new(&cfg);
     if (!srv) {
         fprintf(stderr, "coil serve: %s\n", strerror(errno));
