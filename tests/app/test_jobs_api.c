@@ -244,6 +244,25 @@ static bool any_job(int port, const char *query) {
 
 /* ------------------------------------------------------------------ basics */
 
+/* coil serve takes payloads past the library's 1 MiB default body limit:
+ * a report of 100,000 rows is a few MiB. */
+TEST(jobs_take_payloads_of_several_mib) {
+    serve_proc p;
+    serve_start(&p, NULL);
+    enum { PAD = 3 << 20 };
+    char *payload = malloc(PAD + 32);
+    ASSERT(payload != NULL);
+    int n = snprintf(payload, 32, "{\"pad\": \"");
+    memset(payload + n, 'x', PAD);
+    memcpy(payload + n + PAD, "\"}", 3);
+    job_id id;
+    enqueue_at(p.port, "demo.noop", NULL, payload, &id, __LINE__);
+    free(payload);
+    json_decref(wait_job(p.port, &id, "succeeded"));
+    serve_stop(&p);
+    serve_cleanup(&p);
+}
+
 TEST(jobs_noop_succeeds_with_its_result) {
     serve_proc p;
     serve_start(&p, NULL);
