@@ -232,8 +232,6 @@ static int record_outcome(record *r, bool started) {
         coil__job_result res = {.data = r->out.result, .len = r->out.result_len,
                                 .content_type = r->out.content_type[0] ? r->out.content_type
                                                                        : NULL};
-        atomic_fetch_add(&j->stats.succeeded, 1);
-        if (!started) atomic_fetch_add(&j->stats.claimed, 1);
         return started ? coil__store_complete(j->store, id, &res)
                        : coil__store_run_complete(j->store, id, owner, &res);
     }
@@ -241,15 +239,36 @@ static int record_outcome(record *r, bool started) {
         /* Not the job's attempt; or, unstarted, cancelled while queued. */
         return started ? coil__store_release(j->store, id, NULL) : 0;
     }
-    if (!started) atomic_fetch_add(&j->stats.claimed, 1);
-    if (sj->cancel && r->err == -ECANCELED) atomic_fetch_add(&j->stats.cancelled, 1);
-    else atomic_fetch_add(&j->stats.failed, 1);
-    if (r->out.crashed) atomic_fetch_add(&j->stats.crashed, 1);
     char msg[COIL_JOB_MESSAGE_MAX + 64];
     coil__job_error e;
     describe_failure(r, msg, sizeof msg, &e);
     return started ? coil__store_fail(j->store, id, &e, NULL)
                    : coil__store_run_fail(j->store, id, owner, &e, NULL);
+}
+
+/* Counts a recorded outcome in the scheduler's stats. */
+static void count_outcome(const record *r, bool started) {
+    coil_jobs *j = r->jobs;
+    bool attempt = r->err == 0 || !(not_an_attempt(j, r) || (!started && r->sj->cancel));
+    if (!attempt) return;
+    if (!started) atomic_fetch_add(&j->stats.claimed, 1); /* started with the outcome */
+    if (r->err == 0) atomic_fetch_add(&j->stats.succeeded, 1);
+    else if (r->sj->cancel && r->err == -ECANCELED) atomic_fetch_add(&j->stats.cancelled, 1);
+    else atomic_fetch_add(&j->stats.failed, 1);
+    if (r->out.crashed) atomic_fetch_add(&j->stats.crashed, 1);
+}
+
+/* Whether `err` says the store cannot write now (full, read-only, I/O),
+ * a condition that may clear. */
+static bool storage_error(int err) {
+    return err == -ENOSPC || err == -EDQUOT || err == -EROFS || err == -EIO || err == -ENOMEM ||
+           err == -EBUSY;
+}
+
+/* Waits up to STORE_RETRY, less if the scheduler starts to stop. Suspends
+ * (in a shield: it cannot be interrupted). */
+static void pause_for_store(coil_jobs *j) {
+    for (int i = 0; i < 10 && !j->sched.stopping; i++) coil_sleep(STORE_RETRY / 10);
 }
 
 static coil_result recorder_main(void *arg) {
@@ -264,8 +283,26 @@ static coil_result recorder_main(void *arg) {
     coil_result started = {0};
     coil_join(r->sj->starter, &started);
     int err = 0;
-    if (started.err == 0 || started.err == -ECANCELED)
-        err = record_outcome(r, started.err == 0);
+    if (started.err == 0 || started.err == -ECANCELED) {
+        /* A full or read-only store may come back: retry, holding the job's
+         * place in the window (so no more jobs are taken meanwhile). */
+        bool logged = false;
+        while ((err = record_outcome(r, started.err == 0)) && storage_error(err) &&
+               !j->sched.stopping) {
+            atomic_fetch_add(&j->stats.store_errors, 1);
+            if (!logged)
+                coil__log("jobs: cannot record the outcome of job %s: %s; retrying",
+                          r->sj->rec->id, coil_strerror(err));
+            logged = true;
+            pause_for_store(j);
+        }
+        if (!err) count_outcome(r, started.err == 0);
+    } else if (storage_error(started.err)) {
+        /* Never started in the store, so it is still queued there: it runs
+         * again. Not at once, or a full store would make a busy loop. */
+        atomic_fetch_add(&j->stats.store_errors, 1);
+        pause_for_store(j);
+    }
     coil_scope_exit(&shield);
     if (err && err != -EPIPE) {
         atomic_fetch_add(&j->stats.store_errors, 1);

@@ -9,6 +9,7 @@
  * threads of their own (COIL_TEST_THREADS: these run under TSan too).
  */
 #include "store_fixture.h"
+#include "jobs/service.h"
 
 #include <signal.h>
 #include <time.h>
@@ -306,5 +307,53 @@ TEST(start_refuses_bad_setups) {
     ASSERT_EQ(coil_jobs_start(&jc, &jobs), -EBUSY);
     ASSERT(jobs == NULL);
     coil_jobs_stop(f.jobs);
+    fx_rmtree(f.dir);
+}
+
+/* While the store refuses writes, a finished job's outcome waits, and is
+ * written once the store takes writes again; the service carries on. */
+static coil_result readonly_main(void *arg) {
+    fixture *f = arg;
+    coil__store *store = f->jobs->store;
+    enqueue(f, 0, "s.sleep", "200", 0, 0);
+    await_stats(f, (coil_jobs_stats){.running = 1});
+    ASSERT_EQ(coil__store_set_readonly(store, true), 0);
+    char id[COIL_JOB_ID_SIZE];
+    ASSERT_EQ(coil_jobs_enqueue(f->jobs, "s.ok", "{}", 2, NULL, id, NULL), -EROFS);
+    coil_time until = coil_now() + COIL_SEC(10);
+    coil_jobs_stats st;
+    do { /* the job ends, and its record is refused */
+        ASSERT(coil_now() < until);
+        coil_sleep(COIL_MSEC(5));
+        coil_jobs_get_stats(f->jobs, &st);
+    } while (st.store_errors == 0);
+    ASSERT_EQ(st.succeeded, 0);
+    ASSERT_EQ(coil__store_set_readonly(store, false), 0);
+    await_stats(f, (coil_jobs_stats){.succeeded = 1});
+    return coil_ok(NULL);
+}
+
+static coil_result readonly_check(void *arg) {
+    fixture *f = arg;
+    coil__store *s = open_after(f);
+    coil__job *j = await_final(s, f, 0);
+    ASSERT_EQ(j->state, COIL__JOB_SUCCEEDED);
+    ASSERT_EQ(j->attempts, 1);
+    coil__job_free(j);
+    ASSERT_EQ(fx_total(s), 1); /* the refused enqueue left nothing */
+    ASSERT_EQ(coil__store_close(s), 0);
+    return coil_ok(NULL);
+}
+
+TEST(outcomes_wait_for_a_store_that_refuses_writes) {
+    fixture f = {.dir = fx_tmpdir()};
+    start_service(&f, 1);
+    coil_test_capture_stderr_begin();
+    RUN_MAIN(readonly_main, &f);
+    char *err = coil_test_capture_stderr_end();
+    ASSERT(strstr(err, "retrying") != NULL);
+    free(err);
+    coil_jobs_stop(f.jobs);
+    RUN_MAIN(readonly_check, &f);
     fx_rmtree(f.dir);
 }
