@@ -48,6 +48,10 @@ bench:
 	@scripts/deps bench
 	@$(MAKE) --no-print-directory build
 	$(RELEASE)/coil bench runtime
+	$(RELEASE)/coil bench watchdog
+	$(RELEASE)/coil bench http
+	$(RELEASE)/coil bench store
+	$(RELEASE)/coil bench pool
 	$(RELEASE)/coil bench jobs
 
 # The HTTP parser under libFuzzer, ASan and UBSan, for FUZZ_TIME seconds,
