@@ -353,6 +353,14 @@ COIL_EXTERN int coil_jobs_enqueue(coil_jobs *jobs, const char *kind, const void 
  * -EALREADY (already final), or a store error. From a task. Suspends. */
 COIL_EXTERN int coil_jobs_cancel(coil_jobs *jobs, const char *id);
 
+/* Waits until job `id` is final (succeeded, cancelled or dead), at most
+ * `timeout` (COIL_NEVER: no limit). Sets *state (may be NULL) to its state's
+ * name ("succeeded", ...; static). Returns 0, -ETIMEDOUT, -ENOENT, a store
+ * error, or the interruption. From a task on any loop; only that task
+ * waits. Suspends. */
+COIL_EXTERN int coil_jobs_wait(coil_jobs *jobs, const char *id, coil_time timeout,
+                               const char **state);
+
 /* Scheduler counters. Any thread. */
 typedef struct coil_jobs_stats {
     uint64_t claimed;          /* attempts started */
@@ -374,6 +382,7 @@ COIL_EXTERN void coil_jobs_get_stats(coil_jobs *jobs, coil_jobs_stats *out);
 #define coil_pool_stop(p, m) COIL__AT(coil_pool_stop(p, m))
 #define coil_jobs_enqueue(j, k, p, n, o, id, d) COIL__AT(coil_jobs_enqueue(j, k, p, n, o, id, d))
 #define coil_jobs_cancel(j, id) COIL__AT(coil_jobs_cancel(j, id))
+#define coil_jobs_wait(j, id, t, s) COIL__AT(coil_jobs_wait(j, id, t, s))
 #endif
 
 #ifdef __cplusplus

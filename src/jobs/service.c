@@ -169,6 +169,42 @@ int coil_jobs_cancel(coil_jobs *j, const char *id) {
     return coil__store_cancel(j->store, id, NULL);
 }
 
+/* What coil_jobs_wait's watcher looks for. */
+typedef struct final_watch {
+    const char *id;
+    coil_event changed;           /* the job changed: read it again */
+} final_watch;
+
+static void on_job_change(const coil__job_event *ev, size_t n, void *arg) {
+    final_watch *fw = arg;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ev[i].id, fw->id) == 0) coil_event_set(&fw->changed);
+}
+
+int coil_jobs_wait(coil_jobs *j, const char *id, coil_time timeout, const char **state) {
+    if (!id) return -EINVAL;
+    final_watch fw = {.id = id};
+    coil_event_init(&fw.changed);
+    /* Watch first, then read: a change between the two sets the event. */
+    coil__store_watcher *w;
+    int err = coil__store_watch(j->store, on_job_change, &fw, &w);
+    if (err) return err;
+    coil_scope sc;
+    coil_scope_enter(&sc, timeout == COIL_NEVER ? COIL_NEVER : coil_now() + timeout);
+    for (;;) {
+        coil_event_clear(&fw.changed);
+        coil__job *job;
+        if ((err = coil__store_get(j->store, id, &job)) != 0) break;
+        bool final = coil__job_state_final(job->state);
+        if (final && state) *state = coil__job_state_name(job->state);
+        coil__job_free(job);
+        if (final || (err = coil_event_wait(&fw.changed)) != 0) break;
+    }
+    coil_scope_exit(&sc);
+    coil__store_unwatch(w);
+    return err;
+}
+
 void coil_jobs_get_stats(coil_jobs *j, coil_jobs_stats *out) {
     out->claimed = atomic_load(&j->stats.claimed);
     out->succeeded = atomic_load(&j->stats.succeeded);

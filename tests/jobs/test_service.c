@@ -357,3 +357,43 @@ TEST(outcomes_wait_for_a_store_that_refuses_writes) {
     RUN_MAIN(readonly_check, &f);
     fx_rmtree(f.dir);
 }
+
+/* coil_jobs_wait: only the waiting task waits, until the job is final or
+ * the timeout passes. */
+static coil_result ticker(void *arg) {
+    int *ticks = arg;
+    for (;;) {
+        if (coil_sleep(COIL_MSEC(5))) return coil_ok(NULL);
+        (*ticks)++;
+    }
+}
+
+static coil_result wait_main(void *arg) {
+    fixture *f = arg;
+    int ticks = 0;
+    coil_task *t = coil_spawn(ticker, &ticks);
+    ASSERT(t != NULL);
+    enqueue(f, 0, "s.sleep", "300", 0, 0);
+    const char *state = NULL;
+    ASSERT_EQ(coil_jobs_wait(f->jobs, f->ids[0], COIL_MSEC(50), &state), -ETIMEDOUT);
+    ASSERT(state == NULL);
+    ASSERT_EQ(coil_jobs_wait(f->jobs, f->ids[0], COIL_SEC(10), &state), 0);
+    ASSERT_STR_EQ(state, "succeeded");
+    ASSERT_GE(ticks, 10); /* the loop ran other tasks meanwhile */
+    enqueue(f, 1, "s.segv", "{}", 0, 1);
+    ASSERT_EQ(coil_jobs_wait(f->jobs, f->ids[1], COIL_NEVER, &state), 0);
+    ASSERT_STR_EQ(state, "dead");
+    ASSERT_EQ(coil_jobs_wait(f->jobs, "0123456789abcdef0123456789abcdef", COIL_SEC(1), &state),
+              -ENOENT);
+    coil_cancel(t);
+    ASSERT_EQ(coil_join(t, NULL), 0);
+    return coil_ok(NULL);
+}
+
+TEST(wait_suspends_only_the_waiting_task) {
+    fixture f = {.dir = fx_tmpdir()};
+    start_service(&f, 1);
+    RUN_MAIN(wait_main, &f);
+    coil_jobs_stop(f.jobs);
+    fx_rmtree(f.dir);
+}
