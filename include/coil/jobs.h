@@ -289,6 +289,9 @@ typedef struct coil_jobs_config {
     size_t prefetch;           /* jobs claimed ahead of the workers, so that a
                                   worker never waits for a commit; they wait
                                   in priority order; 0: 32 per worker */
+    size_t prefetch_bytes;     /* ... and no more than this many payload
+                                  bytes held in memory (the first job is
+                                  taken whatever its size); 0: 64 MiB */
     coil_time stop_grace;      /* coil_jobs_stop() lets running jobs finish
                                   this long before it stops them (they are
                                   requeued at the next start); 0: 2 s */

@@ -3,7 +3,8 @@
  * Four kinds of task:
  *
  *   claimer    peeks at the runnable jobs (claim order: priority, run_at,
- *              age) while fewer than `window` are held, and puts them in
+ *              age) while fewer than `window` are held (and their payloads
+ *              stay under cfg.prefetch_bytes), and puts them in
  *              `ready`, a priority queue. They stay `queued` in the store.
  *              With nothing runnable it sleeps until the earliest run_at or
  *              until `wake` is set.
@@ -73,6 +74,7 @@ typedef struct record {
 static void sched_job_free(coil_jobs *j, sched_job *sj) {
     coil__list_remove(&sj->link);
     j->sched.nactive--;
+    j->sched.held_bytes -= sj->rec->payload_len;
     coil__job_free(sj->rec);
     free(sj);
     coil_event_set(&j->sched.wake); /* room in the window */
@@ -103,6 +105,7 @@ static void take_peeked(coil_jobs *j, coil__job **recs, size_t n) {
         sj->jobs = j;
         coil__list_push_back(&s->active, &sj->link);
         s->nactive++;
+        s->held_bytes += sj->rec->payload_len;
         atomic_fetch_add(&j->stats.waiting, 1);
         /* Lowest value first: the highest priority. The window bounds the
          * queue's length, so the put cannot fail for want of room. */
@@ -135,6 +138,10 @@ static coil_result claimer_main(void *arg) {
     while (!s->stopping) {
         size_t room = s->window > s->nactive ? s->window - s->nactive : 0;
         if (room > CLAIM_BATCH_MAX) room = CLAIM_BATCH_MAX;
+        /* Payloads held in memory are bounded too (large reports). */
+        size_t bytes = j->cfg.prefetch_bytes > s->held_bytes ? j->cfg.prefetch_bytes - s->held_bytes
+                                                              : 0;
+        if (bytes == 0 && s->nactive) room = 0;
         if (room == 0) {
             coil_event_clear(&s->wake);
             if (wait_wake(s, COIL_NEVER)) break;
@@ -145,7 +152,8 @@ static coil_result claimer_main(void *arg) {
         coil_event_clear(&s->wake);
         size_t n = 0, nskip = held_seqs(s, skip);
         int64_t next_run_at = 0;
-        int err = coil__store_peek(j->store, skip, nskip, recs, room, &n, &next_run_at);
+        int err = coil__store_peek(j->store, skip, nskip, recs, room, bytes ? bytes : 1, &n,
+                                   &next_run_at);
         if (err == 0) {
             failing = false;
             take_peeked(j, recs, n);

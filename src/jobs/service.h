@@ -54,6 +54,8 @@ typedef struct coil__sched {
     coil__list active;        /* every sched_job alive (peeked, not recorded) */
     size_t nactive;
     size_t window;            /* most jobs held (peeked, not yet recorded) */
+    size_t held_bytes;        /* their payloads' bytes (at most about
+                                 cfg.prefetch_bytes) */
     coil_event wake;          /* new work may be claimable, or room freed */
     coil__store_watcher *watcher;
     coil_task *claimer;       /* the claim loop */

@@ -247,11 +247,12 @@ int coil__store_claim_batch(coil__store *s, const char *owner, coil__job **jobs,
  *
  * Reads up to `max` runnable jobs in claim order without changing them,
  * passing over the jobs whose seq is in `skip` (ascending; the caller holds
- * those already). Runs in the writer's order: it sees every write submitted
+ * those already), and stopping once their payloads add up to `max_bytes`
+ * (0: no limit; the first job is read whatever its size). Runs in the writer's order: it sees every write submitted
  * before it. Returns 0 with jobs[0..*n) set (*n >= 1; the caller frees each),
  * -EAGAIN with *next_run_at as for claim(), or an error. Suspends. */
 int coil__store_peek(coil__store *s, const uint64_t *skip, size_t nskip, coil__job **jobs,
-                     size_t max, size_t *n, int64_t *next_run_at);
+                     size_t max, size_t max_bytes, size_t *n, int64_t *next_run_at);
 /* Starts one job: queued or failed -> running, leased to `owner`, attempts
  * incremented (*attempts, may be NULL, gets the new count). Returns 0,
  * -ENOENT, -EINVAL if it is not runnable any more (cancelled meanwhile), or

@@ -104,6 +104,7 @@ typedef struct coil__store_req {
             size_t nskip;
             coil__job **jobs;             /* out: the runnable jobs (caller's array) */
             size_t max;
+            size_t max_bytes;             /* payload bytes to stop after; 0: any */
             size_t n;                     /* out */
             int64_t next_run_at;          /* out, when none is runnable */
         } peek;

@@ -858,15 +858,19 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
     sqlite3_stmt *st = s->stmt[COIL__STMT_RUNNABLE];
     sqlite3_bind_int64(st, 1, coil__wall_ms());
     int rc = SQLITE_DONE;
-    while (r->u.peek.n < r->u.peek.max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    size_t bytes = 0, max_bytes = r->u.peek.max_bytes;
+    bool full = false;
+    while (!full && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t seq = sqlite3_column_int64(st, 0);
         if (seq_skipped(r->u.peek.skip, r->u.peek.nskip, (uint64_t)seq)) continue;
         coil__job *job;
         rc = read_by_seq(s, seq, &job);
         if (rc != SQLITE_OK) break;
         r->u.peek.jobs[r->u.peek.n++] = job;
+        bytes += job->payload_len;
+        full = r->u.peek.n == r->u.peek.max || (max_bytes && bytes >= max_bytes);
     }
-    if (r->u.peek.n == r->u.peek.max) rc = SQLITE_DONE;
+    if (full) rc = SQLITE_DONE;
     sqlite3_reset(st);
     if (rc != SQLITE_DONE && rc != SQLITE_OK) return rc;
     if (r->u.peek.n) return SQLITE_OK;
@@ -960,7 +964,7 @@ int coil__store_claim_batch(coil__store *s, const char *owner, coil__job **jobs,
 }
 
 int coil__store_peek(coil__store *s, const uint64_t *skip, size_t nskip, coil__job **jobs,
-                     size_t max, size_t *n, int64_t *next_run_at) {
+                     size_t max, size_t max_bytes, size_t *n, int64_t *next_run_at) {
     if (n) *n = 0;
     if (!jobs || !n || max == 0 || (nskip && !skip)) return -EINVAL;
     coil__store_req r = {.op = COIL__OP_PEEK};
@@ -968,6 +972,7 @@ int coil__store_peek(coil__store *s, const uint64_t *skip, size_t nskip, coil__j
     r.u.peek.nskip = nskip;
     r.u.peek.jobs = jobs;
     r.u.peek.max = max;
+    r.u.peek.max_bytes = max_bytes;
     int err = coil__store_submit(s, &r);
     if (err == -EAGAIN && next_run_at) *next_run_at = r.u.peek.next_run_at;
     if (err) return err;

@@ -397,3 +397,41 @@ TEST(wait_suspends_only_the_waiting_task) {
     coil_jobs_stop(f.jobs);
     fx_rmtree(f.dir);
 }
+
+/* Jobs held ahead of the workers are bounded by their payloads' bytes too:
+ * large payloads are not all read into memory at once. */
+static coil_result budget_main(void *arg) {
+    fixture *f = arg;
+    enqueue(f, 0, "s.sleep", "1000", 0, 0);
+    await_stats(f, (coil_jobs_stats){.running = 1});
+    enum { BIG = 64 * 1024 };
+    char *big = malloc(BIG + 1);
+    ASSERT(big != NULL);
+    memset(big, ' ', BIG);
+    memcpy(big, "{}", 2);
+    big[BIG] = '\0';
+    for (int i = 1; i <= 5; i++) enqueue(f, i, "s.ok", big, 0, 0);
+    free(big);
+    await_stats(f, (coil_jobs_stats){.waiting = 2});
+    coil_sleep(COIL_MSEC(100)); /* time enough to take more, if it would */
+    coil_jobs_stats st;
+    coil_jobs_get_stats(f->jobs, &st);
+    if (st.running == 1) ASSERT_EQ(st.waiting, 2); /* 64 + 64 KiB reach the 100 KiB */
+    await_stats(f, (coil_jobs_stats){.succeeded = 6});
+    return coil_ok(NULL);
+}
+
+TEST(held_jobs_are_bounded_by_payload_bytes) {
+    fixture f = {.dir = fx_tmpdir()};
+    coil_jobs_config jc;
+    coil_jobs_config_init(&jc);
+    jc.data_dir = f.dir;
+    jc.pool.workers = 1;
+    jc.prefetch_bytes = 100 * 1024;
+    jc.stop_grace = -1;
+    jc.log = false;
+    ASSERT_EQ(coil_jobs_start(&jc, &f.jobs), 0);
+    RUN_MAIN(budget_main, &f);
+    coil_jobs_stop(f.jobs);
+    fx_rmtree(f.dir);
+}

@@ -29,7 +29,7 @@ static coil_result peek_main(void *arg) {
     /* Claim order: priority, then age; nothing changes. */
     coil__job *got[8];
     size_t n = 0;
-    ASSERT_EQ(coil__store_peek(s, NULL, 0, got, 8, &n, NULL), 0);
+    ASSERT_EQ(coil__store_peek(s, NULL, 0, got, 8, 0, &n, NULL), 0);
     ASSERT_EQ(n, 5);
     int want[] = {1, 3, 2, 0, 4};
     uint64_t seqs[5];
@@ -43,6 +43,17 @@ static coil_result peek_main(void *arg) {
     }
     ASSERT_EQ(fx_state(s, e[1].id), COIL__JOB_QUEUED);
 
+    /* A byte budget stops the read once the payloads reach it (7 bytes
+     * each here), and never stops it before the first job. */
+    ASSERT_EQ(coil__store_peek(s, NULL, 0, got, 8, 10, &n, NULL), 0);
+    ASSERT_EQ(n, 2);
+    coil__job_free(got[0]);
+    coil__job_free(got[1]);
+    ASSERT_EQ(coil__store_peek(s, NULL, 0, got, 8, 1, &n, NULL), 0);
+    ASSERT_EQ(n, 1);
+    ASSERT_STR_EQ(got[0]->id, e[1].id);
+    coil__job_free(got[0]);
+
     /* Held jobs are passed over; `max` bounds the answer. */
     uint64_t skip[2] = {seqs[0], seqs[1]}; /* jobs 1 and 3 */
     if (skip[0] > skip[1]) {
@@ -50,7 +61,7 @@ static coil_result peek_main(void *arg) {
         skip[0] = skip[1];
         skip[1] = t;
     }
-    ASSERT_EQ(coil__store_peek(s, skip, 2, got, 2, &n, NULL), 0);
+    ASSERT_EQ(coil__store_peek(s, skip, 2, got, 2, 0, &n, NULL), 0);
     ASSERT_EQ(n, 2);
     ASSERT_STR_EQ(got[0]->id, e[2].id);
     ASSERT_STR_EQ(got[1]->id, e[0].id);
@@ -60,7 +71,7 @@ static coil_result peek_main(void *arg) {
     /* Everything held: nothing runnable, and no later run_at. */
     int64_t next = -1;
     qsort(seqs, 5, sizeof seqs[0], fx_cmp_u64);
-    ASSERT_EQ(coil__store_peek(s, seqs, 5, got, 8, &n, &next), -EAGAIN);
+    ASSERT_EQ(coil__store_peek(s, seqs, 5, got, 8, 0, &n, &next), -EAGAIN);
     ASSERT_EQ(n, 0);
     ASSERT_EQ(next, 0);
 
@@ -68,7 +79,7 @@ static coil_result peek_main(void *arg) {
     coil__job_spec later = {.kind = "demo.cpu", .run_at = coil__wall_ms() + 60000};
     coil__enqueued d;
     ASSERT_EQ(coil__store_enqueue(s, &later, &d), 0);
-    ASSERT_EQ(coil__store_peek(s, seqs, 5, got, 8, &n, &next), -EAGAIN);
+    ASSERT_EQ(coil__store_peek(s, seqs, 5, got, 8, 0, &n, &next), -EAGAIN);
     ASSERT_EQ(next, later.run_at);
     ASSERT_EQ(coil__store_close(s), 0);
     return coil_ok(NULL);
@@ -141,7 +152,7 @@ static coil_result release_main(void *arg) {
     coil__job_free(j);
     coil__job *got[2];
     size_t n;
-    ASSERT_EQ(coil__store_peek(s, NULL, 0, got, 2, &n, NULL), 0);
+    ASSERT_EQ(coil__store_peek(s, NULL, 0, got, 2, 0, &n, NULL), 0);
     ASSERT_EQ(n, 2);
     ASSERT_STR_EQ(got[0]->id, a.id);
     coil__job_free(got[0]);
