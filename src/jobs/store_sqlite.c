@@ -283,9 +283,18 @@ static const char *const stmt_sql[COIL__STMT_COUNT] = {
         "UPDATE jobs SET state = ?2, attempts = max(attempts - 1, 0), lease_owner = NULL,"
         " finished = CASE WHEN ?2 = 4 THEN ?3 ELSE finished END, updated = ?3"
         " WHERE seq = ?1",
-    [COIL__STMT_RUNNABLE] = "SELECT seq FROM jobs INDEXED BY jobs_runnable"
-                            " WHERE state IN (0, 3) AND run_at <= ?1"
-                            " ORDER BY priority DESC, run_at, seq",
+    /* peek walks the runnable jobs one priority level at a time, each a
+     * range of jobs_runnable: delayed jobs cost nothing until they are due,
+     * however many there are. */
+    [COIL__STMT_TOP_PRIORITY] = "SELECT max(priority) FROM jobs INDEXED BY jobs_runnable"
+                                " WHERE state IN (0, 3)",
+    [COIL__STMT_NEXT_PRIORITY] = "SELECT max(priority) FROM jobs INDEXED BY jobs_runnable"
+                                 " WHERE state IN (0, 3) AND priority < ?1",
+    [COIL__STMT_DUE_AT_PRIORITY] = "SELECT seq FROM jobs INDEXED BY jobs_runnable"
+                                   " WHERE state IN (0, 3) AND priority = ?1 AND run_at <= ?2"
+                                   " ORDER BY run_at, seq",
+    [COIL__STMT_NEXT_AT_PRIORITY] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_runnable"
+                                    " WHERE state IN (0, 3) AND priority = ?1 AND run_at > ?2",
     [COIL__STMT_BY_SEQ] = "SELECT " FULL_COLUMNS " FROM jobs WHERE seq = ?1",
     [COIL__STMT_START] = "UPDATE jobs SET state = 1, attempts = attempts + 1, lease_owner = ?2,"
                          " started = ?3, updated = ?3 WHERE seq = ?1",
@@ -853,29 +862,72 @@ static int read_by_seq(coil__store *s, int64_t seq, coil__job **out) {
     return rc;
 }
 
-/* Runnable jobs in claim order, passing over `skip`: nothing changes. */
-static int exec_peek(coil__store *s, coil__store_req *r) {
-    sqlite3_stmt *st = s->stmt[COIL__STMT_RUNNABLE];
-    sqlite3_bind_int64(st, 1, coil__wall_ms());
-    int rc = SQLITE_DONE;
-    size_t bytes = 0, max_bytes = r->u.peek.max_bytes;
-    bool full = false;
-    while (!full && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+/* Steps a statement that answers one integer or NULL. Sets *found and
+ * *value. Returns an SQLite code. */
+static int step_int(sqlite3_stmt *st, bool *found, int64_t *value) {
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+    *value = *found ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* The highest priority below `below` (none: INT64_MAX means from the top)
+ * that has runnable or delayed jobs. */
+static int priority_below(coil__store *s, int64_t below, bool *found, int64_t *prio) {
+    sqlite3_stmt *st = s->stmt[below == INT64_MAX ? COIL__STMT_TOP_PRIORITY
+                                                  : COIL__STMT_NEXT_PRIORITY];
+    if (below != INT64_MAX) sqlite3_bind_int64(st, 1, below);
+    return step_int(st, found, prio);
+}
+
+/* Adds the due jobs of priority `prio` to the peek, in claim order. Sets
+ * *full when the peek has all it may take. */
+static int peek_level(coil__store *s, coil__store_req *r, int64_t prio, int64_t now,
+                      size_t *bytes, bool *full) {
+    sqlite3_stmt *st = s->stmt[COIL__STMT_DUE_AT_PRIORITY];
+    sqlite3_bind_int64(st, 1, prio);
+    sqlite3_bind_int64(st, 2, now);
+    size_t max_bytes = r->u.peek.max_bytes;
+    int rc;
+    while (!*full && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t seq = sqlite3_column_int64(st, 0);
         if (seq_skipped(r->u.peek.skip, r->u.peek.nskip, (uint64_t)seq)) continue;
         coil__job *job;
         rc = read_by_seq(s, seq, &job);
         if (rc != SQLITE_OK) break;
         r->u.peek.jobs[r->u.peek.n++] = job;
-        bytes += job->payload_len;
-        full = r->u.peek.n == r->u.peek.max || (max_bytes && bytes >= max_bytes);
+        *bytes += job->payload_len;
+        *full = r->u.peek.n == r->u.peek.max || (max_bytes && *bytes >= max_bytes);
     }
-    if (full) rc = SQLITE_DONE;
+    if (*full) rc = SQLITE_DONE;
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_OK) return rc;
+    return rc == SQLITE_DONE || rc == SQLITE_OK ? SQLITE_OK : rc;
+}
+
+/* Runnable jobs in claim order, passing over `skip`: nothing changes. With
+ * none, the earliest run_at of a job not due yet. */
+static int exec_peek(coil__store *s, coil__store_req *r) {
+    int64_t now = coil__wall_ms(), prio = INT64_MAX, next = 0;
+    size_t bytes = 0;
+    bool full = false, found;
+    int rc;
+    while (!full && (rc = priority_below(s, prio, &found, &prio)) == SQLITE_OK && found) {
+        if ((rc = peek_level(s, r, prio, now, &bytes, &full)) != SQLITE_OK) return rc;
+        if (r->u.peek.n) continue; /* the answer is jobs, not a time */
+        sqlite3_stmt *st = s->stmt[COIL__STMT_NEXT_AT_PRIORITY];
+        sqlite3_bind_int64(st, 1, prio);
+        sqlite3_bind_int64(st, 2, now);
+        int64_t at;
+        bool waiting;
+        if ((rc = step_int(st, &waiting, &at)) != SQLITE_OK) return rc;
+        if (waiting && (!next || at < next)) next = at;
+    }
+    if (!full && rc != SQLITE_OK) return rc;
     if (r->u.peek.n) return SQLITE_OK;
     r->err = -EAGAIN;
-    return next_run_at(s, &r->u.peek.next_run_at);
+    r->u.peek.next_run_at = next;
+    return SQLITE_OK;
 }
 
 int coil__store_exec(coil__store *s, coil__store_req *r) {

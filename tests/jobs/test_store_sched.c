@@ -81,6 +81,24 @@ static coil_result peek_main(void *arg) {
     ASSERT_EQ(coil__store_enqueue(s, &later, &d), 0);
     ASSERT_EQ(coil__store_peek(s, seqs, 5, got, 8, 0, &n, &next), -EAGAIN);
     ASSERT_EQ(next, later.run_at);
+
+    /* Delayed jobs of a higher priority are passed over until due, and the
+     * earliest run_at of any level is the answer. */
+    coil__job_spec urgent_later = {.kind = "demo.cpu", .priority = 9,
+                                   .run_at = coil__wall_ms() + 30000};
+    ASSERT_EQ(coil__store_enqueue(s, &urgent_later, &d), 0);
+    coil__enqueued e6;
+    ASSERT_EQ(fx_enqueue(s, "demo.cpu", 2, &e6), 0);
+    ASSERT_EQ(coil__store_peek(s, seqs, 5, got, 8, 0, &n, &next), 0);
+    ASSERT_EQ(n, 1);
+    ASSERT_STR_EQ(got[0]->id, e6.id);
+    uint64_t all[6];
+    memcpy(all, seqs, sizeof seqs);
+    all[5] = got[0]->seq;
+    coil__job_free(got[0]);
+    qsort(all, 6, sizeof all[0], fx_cmp_u64);
+    ASSERT_EQ(coil__store_peek(s, all, 6, got, 8, 0, &n, &next), -EAGAIN);
+    ASSERT_EQ(next, urgent_later.run_at);
     ASSERT_EQ(coil__store_close(s), 0);
     return coil_ok(NULL);
 }
