@@ -41,7 +41,7 @@ test-tsan:
 	$(CMAKE) -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DCOIL_SANITIZE=thread \
 	  -DCOIL_BUILD_BENCH=OFF -DCOIL_BUILD_EXAMPLES=OFF
 	$(CMAKE) --build $(TSAN) -j $(JOBS)
-	cd $(TSAN) && TSAN_OPTIONS="atexit_sleep_ms=0 $$TSAN_OPTIONS" \
+	cd $(TSAN) && TSAN_OPTIONS="atexit_sleep_ms=0 suppressions=$(CURDIR)/tests/tsan.supp $$TSAN_OPTIONS" \
 	  ctest --output-on-failure -j $(JOBS) --timeout 300 -L threads
 
 bench:

@@ -132,6 +132,7 @@ static inline void serve_spawn(serve_proc *p, const char *const *extra) {
         int out = open(p->out, O_WRONLY | O_CREAT | O_APPEND, 0644);
         int log = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (out < 0 || log < 0 || dup2(out, 1) < 0 || dup2(log, 2) < 0) _exit(127);
+        setenv("COIL_DUMP_SIGNAL", "1", 1); /* SIGUSR1 dumps its tasks (see serve_stop) */
         execv(bin, (char *const *)argv);
         _exit(127);
     }
@@ -151,25 +152,52 @@ static inline void serve_start(serve_proc *p, const char *const *extra) {
     serve_launch(p, extra);
 }
 
-/* Waits (30 s at most) for the process and returns its wait status; past
- * that, kills it and fails the test. */
-static inline int serve_wait_exit(pid_t pid) {
+/* Waits (30 s at most) for the process and returns its wait status, or -1
+ * past that (the process still runs). */
+static inline int serve_try_wait_exit(pid_t pid) {
     int status;
     for (int i = 0; i < 3000; i++) {
         pid_t got = waitpid(pid, &status, WNOHANG);
         if (got == pid) return status;
         usleep(10 * 1000);
     }
+    return -1;
+}
+
+/* Waits (30 s at most) for the process and returns its wait status; past
+ * that, kills it and fails the test. */
+static inline int serve_wait_exit(pid_t pid) {
+    int status = serve_try_wait_exit(pid);
+    if (status != -1) return status;
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     coil_test_fail(__FILE__, __LINE__, "coil serve did not exit within 30 s");
+}
+
+static inline char *serve_read_file(const char *path, size_t *len);
+
+/* A server that does not stop: asks it for a task dump (SIGUSR1), kills it,
+ * and fails the test with the end of its log. */
+__attribute__((noreturn)) static inline void serve_stuck(serve_proc *p, int line) {
+    kill(p->pid, SIGUSR1);
+    usleep(1000 * 1000);
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, NULL, 0);
+    p->pid = 0;
+    size_t len = 0;
+    char *log = serve_read_file(p->log, &len);
+    size_t tail = len > 6000 ? len - 6000 : 0;
+    coil_test_fail(__FILE__, line,
+                   "coil serve did not exit within 30 s of SIGTERM; its log ends:\n%s",
+                   log ? log + tail : "(none)");
 }
 
 /* SIGTERM, then asserts exit status 0. */
 static inline void serve_stop(serve_proc *p) {
     ASSERT(p->pid > 0);
     ASSERT_EQ(kill(p->pid, SIGTERM), 0);
-    int status = serve_wait_exit(p->pid);
+    int status = serve_try_wait_exit(p->pid);
+    if (status == -1) serve_stuck(p, __LINE__);
     p->pid = 0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         coil_test_fail(__FILE__, __LINE__, "coil serve ended with status 0x%x", status);
