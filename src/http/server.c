@@ -16,8 +16,12 @@
  * safe, and possible from any thread, even before run() starts. Worker 0
  * reads that pipe with a task of its own and then tells every worker to
  * stop. With handle_signals, SIGTERM and SIGINT call coil_http_server_stop()
- * from a signal handler (restored when run() returns); servers run inside
- * tests leave handle_signals off and call stop themselves.
+ * synchronously: run() blocks them in its thread (its workers block every
+ * signal) and a small thread takes them with sigtimedwait(). No handler runs
+ * on a loop thread in the middle of a task. A handler stays installed for
+ * the case where a thread of the program's own takes the signal. Both are
+ * undone when run() returns. Servers run inside tests leave handle_signals
+ * off and call stop themselves.
  *
  * A stopping worker stops accepting (its listener closes), wakes its idle
  * connections (they close), and gives the connections in the middle of a
@@ -184,6 +188,25 @@ static void on_signal(int sig) {
     if (srv) coil_http_server_stop(srv);
 }
 
+/* The thread that takes SIGTERM and SIGINT while a server runs. */
+static struct {
+    pthread_t thread;
+    bool started;
+    atomic_bool done;
+    sigset_t set;                 /* SIGTERM, SIGINT */
+    sigset_t caller_mask;         /* run()'s thread's mask before */
+} signal_taker;
+
+static void *take_signals(void *arg) {
+    coil_http_server *srv = arg;
+    while (!atomic_load(&signal_taker.done)) {
+        struct timespec wait = {1, 0};
+        int sig = sigtimedwait(&signal_taker.set, NULL, &wait);
+        if (sig > 0 && !atomic_load(&signal_taker.done)) coil_http_server_stop(srv);
+    }
+    return NULL;
+}
+
 /* Routes SIGTERM and SIGINT to `srv` (one server at a time). */
 static bool signals_install(coil_http_server *srv) {
     coil_http_server *none = NULL;
@@ -195,10 +218,31 @@ static bool signals_install(coil_http_server *srv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, &saved_term);
     sigaction(SIGINT, &sa, &saved_int);
+    sigemptyset(&signal_taker.set);
+    sigaddset(&signal_taker.set, SIGTERM);
+    sigaddset(&signal_taker.set, SIGINT);
+    atomic_store(&signal_taker.done, false);
+    /* This thread, and the workers it starts, leave the two to the taker;
+     * the taker itself blocks every signal (sigtimedwait wants them
+     * blocked). Without the taker, the handler takes them. */
+    pthread_sigmask(SIG_BLOCK, &signal_taker.set, &signal_taker.caller_mask);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    signal_taker.started = pthread_create(&signal_taker.thread, NULL, take_signals, srv) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!signal_taker.started) pthread_sigmask(SIG_SETMASK, &signal_taker.caller_mask, NULL);
     return true;
 }
 
 static void signals_restore(void) {
+    if (signal_taker.started) {
+        atomic_store(&signal_taker.done, true);
+        pthread_kill(signal_taker.thread, SIGTERM); /* ends its wait at once */
+        pthread_join(signal_taker.thread, NULL);
+        signal_taker.started = false;
+        pthread_sigmask(SIG_SETMASK, &signal_taker.caller_mask, NULL);
+    }
     sigaction(SIGTERM, &saved_term, NULL);
     sigaction(SIGINT, &saved_int, NULL);
     atomic_store(&signal_server, NULL);
@@ -400,7 +444,14 @@ static int start_others(coil_http_server *srv) {
         coil__http_worker *w = &srv->workers[i];
         w->reported = false;
         w->start_err = 0;
+        /* Process signals (SIGTERM, SIGINT) go to the thread that called
+         * run(), where the handler is installed; the other loops block them
+         * (a signal left pending on a busy thread could wait there). */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
         int err = pthread_create(&w->thread, NULL, worker_thread, w);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         w->thread_started = err == 0;
         if (err) { /* report for it, so the counts complete */
             w->start_err = -err;

@@ -21,6 +21,8 @@
  */
 #include "io/internal.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -134,7 +136,13 @@ int coil_getaddrinfo(const char *host, const char *service, const struct addrinf
     if (!r) return -ENOMEM;
     r->wait.interrupt = dns_interrupt;
     r->task = t;
+    /* The first lookup starts libuv's thread pool, whose threads inherit
+     * this mask: let them take no process signals, like coil's threads. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     err = uv_getaddrinfo(&t->loop->uv, &r->req, dns_cb, host, service, hints);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err) {
         free(r); /* a call that fails never fires its callback */
         return map_uv_eai(err);
