@@ -252,14 +252,6 @@ static const char *const stmt_sql[COIL__STMT_COUNT] = {
         "INSERT INTO jobs (id, kind, payload, priority, run_at, idem_key, max_attempts,"
         " backoff_base, backoff_cap, timeout, state, created, updated)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11)",
-    /* INDEXED BY: without statistics the planner would rather sort every
-     * queued job by way of jobs_by_state. With the partial index a claim
-     * reads one entry, after those of higher priority that are not due. */
-    [COIL__STMT_PICK] = "SELECT seq, state FROM jobs INDEXED BY jobs_runnable"
-                        " WHERE state IN (0, 3) AND run_at <= ?1"
-                        " ORDER BY priority DESC, run_at, seq LIMIT 1",
-    [COIL__STMT_NEXT_RUN] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_runnable"
-                            " WHERE state IN (0, 3) AND run_at > ?1",
     [COIL__STMT_CLAIM] = "UPDATE jobs SET state = 1, attempts = attempts + 1, lease_owner = ?2,"
                          " started = ?3, updated = ?3 WHERE seq = ?1 RETURNING " FULL_COLUMNS,
     [COIL__STMT_LOOKUP] = "SELECT seq, kind, state, attempts, max_attempts, backoff_base,"
@@ -283,14 +275,15 @@ static const char *const stmt_sql[COIL__STMT_COUNT] = {
         "UPDATE jobs SET state = ?2, attempts = max(attempts - 1, 0), lease_owner = NULL,"
         " finished = CASE WHEN ?2 = 4 THEN ?3 ELSE finished END, updated = ?3"
         " WHERE seq = ?1",
-    /* peek walks the runnable jobs one priority level at a time, each a
-     * range of jobs_runnable: delayed jobs cost nothing until they are due,
-     * however many there are. */
+    /* claim and peek walk the runnable jobs one priority level at a time,
+     * each a range of jobs_runnable: delayed jobs cost nothing until they
+     * are due, however many there are. INDEXED BY: without statistics the
+     * planner would rather sort the queued jobs by way of jobs_by_state. */
     [COIL__STMT_TOP_PRIORITY] = "SELECT max(priority) FROM jobs INDEXED BY jobs_runnable"
                                 " WHERE state IN (0, 3)",
     [COIL__STMT_NEXT_PRIORITY] = "SELECT max(priority) FROM jobs INDEXED BY jobs_runnable"
                                  " WHERE state IN (0, 3) AND priority < ?1",
-    [COIL__STMT_DUE_AT_PRIORITY] = "SELECT seq FROM jobs INDEXED BY jobs_runnable"
+    [COIL__STMT_DUE_AT_PRIORITY] = "SELECT seq, state FROM jobs INDEXED BY jobs_runnable"
                                    " WHERE state IN (0, 3) AND priority = ?1 AND run_at <= ?2"
                                    " ORDER BY run_at, seq",
     [COIL__STMT_NEXT_AT_PRIORITY] = "SELECT min(run_at) FROM jobs INDEXED BY jobs_runnable"
@@ -607,33 +600,79 @@ static int exec_enqueue(coil__store *s, coil__store_req *r) {
     return SQLITE_OK;
 }
 
-/* Nothing runnable (or nothing but what the caller holds): when will a job
- * that is not runnable yet become runnable? 0 if none is waiting. */
-static int next_run_at(coil__store *s, int64_t *out) {
-    sqlite3_stmt *st = s->stmt[COIL__STMT_NEXT_RUN];
-    sqlite3_bind_int64(st, 1, coil__wall_ms());
+/* Steps a statement that answers one integer or NULL. Sets *found and
+ * *value. Returns an SQLite code. */
+static int step_int(sqlite3_stmt *st, bool *found, int64_t *value) {
     int rc = sqlite3_step(st);
-    *out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0; /* NULL reads as 0 */
+    *found = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+    *value = *found ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* The highest priority below `below` (none: INT64_MAX means from the top)
+ * that has runnable or delayed jobs. */
+static int priority_below(coil__store *s, int64_t below, bool *found, int64_t *prio) {
+    sqlite3_stmt *st = s->stmt[below == INT64_MAX ? COIL__STMT_TOP_PRIORITY
+                                                  : COIL__STMT_NEXT_PRIORITY];
+    if (below != INT64_MAX) sqlite3_bind_int64(st, 1, below);
+    return step_int(st, found, prio);
+}
+
+/* When will a job that is not due yet become due? The earliest run_at
+ * among the waiting jobs of every priority level, or 0 if none waits. */
+static int next_run_at(coil__store *s, int64_t *out) {
+    int64_t now = coil__wall_ms(), prio = INT64_MAX, next = 0;
+    bool found;
+    int rc;
+    while ((rc = priority_below(s, prio, &found, &prio)) == SQLITE_OK && found) {
+        sqlite3_stmt *st = s->stmt[COIL__STMT_NEXT_AT_PRIORITY];
+        sqlite3_bind_int64(st, 1, prio);
+        sqlite3_bind_int64(st, 2, now);
+        int64_t at;
+        bool waiting;
+        if ((rc = step_int(st, &waiting, &at)) != SQLITE_OK) return rc;
+        if (waiting && (!next || at < next)) next = at;
+    }
+    *out = next;
+    return rc;
+}
+
+/* The best due job: the oldest due one of the highest priority level that
+ * has one. Sets *seq (0: none) and *from (its state). */
+static int pick_due(coil__store *s, int64_t now, int64_t *seq, coil__job_state *from) {
+    int64_t prio = INT64_MAX;
+    bool found;
+    int rc;
+    *seq = 0;
+    while ((rc = priority_below(s, prio, &found, &prio)) == SQLITE_OK && found) {
+        sqlite3_stmt *st = s->stmt[COIL__STMT_DUE_AT_PRIORITY];
+        sqlite3_bind_int64(st, 1, prio);
+        sqlite3_bind_int64(st, 2, now);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *seq = sqlite3_column_int64(st, 0);
+            *from = (coil__job_state)sqlite3_column_int(st, 1);
+        }
+        sqlite3_reset(st);
+        if (rc == SQLITE_ROW) return SQLITE_OK;
+        if (rc != SQLITE_DONE) return rc;
+    }
+    return rc;
 }
 
 /* Claims the best runnable job into *out, or sets *out = NULL if there is
  * none. Returns an SQLite code. */
 static int claim_one(coil__store *s, const char *owner, int64_t now, coil__job **out) {
     *out = NULL;
-    sqlite3_stmt *st = s->stmt[COIL__STMT_PICK];
-    sqlite3_bind_int64(st, 1, now);
-    int rc = sqlite3_step(st);
-    int64_t seq = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-    coil__job_state from = rc == SQLITE_ROW ? (coil__job_state)sqlite3_column_int(st, 1) : 0;
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE) return SQLITE_OK;
-    if (rc != SQLITE_ROW) return rc;
+    int64_t seq;
+    coil__job_state from = COIL__JOB_QUEUED;
+    int rc = pick_due(s, now, &seq, &from);
+    if (rc != SQLITE_OK || !seq) return rc;
     /* The pick only sees queued and failed jobs; both may run. */
     if (coil__job_transition(from, COIL__JOB_RUNNING) != 0) return SQLITE_CORRUPT;
 
-    st = s->stmt[COIL__STMT_CLAIM];
+    sqlite3_stmt *st = s->stmt[COIL__STMT_CLAIM];
     sqlite3_bind_int64(st, 1, seq);
     sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, now);
@@ -862,25 +901,6 @@ static int read_by_seq(coil__store *s, int64_t seq, coil__job **out) {
     return rc;
 }
 
-/* Steps a statement that answers one integer or NULL. Sets *found and
- * *value. Returns an SQLite code. */
-static int step_int(sqlite3_stmt *st, bool *found, int64_t *value) {
-    int rc = sqlite3_step(st);
-    *found = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
-    *value = *found ? sqlite3_column_int64(st, 0) : 0;
-    sqlite3_reset(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-/* The highest priority below `below` (none: INT64_MAX means from the top)
- * that has runnable or delayed jobs. */
-static int priority_below(coil__store *s, int64_t below, bool *found, int64_t *prio) {
-    sqlite3_stmt *st = s->stmt[below == INT64_MAX ? COIL__STMT_TOP_PRIORITY
-                                                  : COIL__STMT_NEXT_PRIORITY];
-    if (below != INT64_MAX) sqlite3_bind_int64(st, 1, below);
-    return step_int(st, found, prio);
-}
-
 /* Adds the due jobs of priority `prio` to the peek, in claim order. Sets
  * *full when the peek has all it may take. */
 static int peek_level(coil__store *s, coil__store_req *r, int64_t prio, int64_t now,
@@ -908,26 +928,16 @@ static int peek_level(coil__store *s, coil__store_req *r, int64_t prio, int64_t 
 /* Runnable jobs in claim order, passing over `skip`: nothing changes. With
  * none, the earliest run_at of a job not due yet. */
 static int exec_peek(coil__store *s, coil__store_req *r) {
-    int64_t now = coil__wall_ms(), prio = INT64_MAX, next = 0;
+    int64_t now = coil__wall_ms(), prio = INT64_MAX;
     size_t bytes = 0;
     bool full = false, found;
     int rc;
-    while (!full && (rc = priority_below(s, prio, &found, &prio)) == SQLITE_OK && found) {
+    while (!full && (rc = priority_below(s, prio, &found, &prio)) == SQLITE_OK && found)
         if ((rc = peek_level(s, r, prio, now, &bytes, &full)) != SQLITE_OK) return rc;
-        if (r->u.peek.n) continue; /* the answer is jobs, not a time */
-        sqlite3_stmt *st = s->stmt[COIL__STMT_NEXT_AT_PRIORITY];
-        sqlite3_bind_int64(st, 1, prio);
-        sqlite3_bind_int64(st, 2, now);
-        int64_t at;
-        bool waiting;
-        if ((rc = step_int(st, &waiting, &at)) != SQLITE_OK) return rc;
-        if (waiting && (!next || at < next)) next = at;
-    }
     if (!full && rc != SQLITE_OK) return rc;
     if (r->u.peek.n) return SQLITE_OK;
     r->err = -EAGAIN;
-    r->u.peek.next_run_at = next;
-    return SQLITE_OK;
+    return next_run_at(s, &r->u.peek.next_run_at);
 }
 
 int coil__store_exec(coil__store *s, coil__store_req *r) {

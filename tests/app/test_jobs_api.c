@@ -164,9 +164,12 @@ static json_t *wait_job_at(int port, const job_id *id, const char *want, int ms,
         if (want ? strcmp(st, want) == 0 : is_final(st)) return doc;
         if (is_final(st) || coil_now() > until) {
             char *dump = json_dumps(doc, JSON_COMPACT);
-            coil_test_fail(__FILE__, line, "job %s: want %s, %s: %s", id->s,
+            serve_reply r; /* the scheduler's counters, to explain it */
+            serve_http(port, "GET", "/jobs/stats", NULL, NULL, &r);
+            coil_test_fail(__FILE__, line, "job %s: want %s, %s: %s\nstats: %s", id->s,
                            want ? want : "a final state",
-                           is_final(st) ? "ended otherwise" : "timed out", dump);
+                           is_final(st) ? "ended otherwise" : "timed out", dump,
+                           r.body ? r.body : "?");
         }
         json_decref(doc);
         sleep_ms(POLL_MS);
