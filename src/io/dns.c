@@ -31,6 +31,8 @@ typedef struct dns_req {
     uv_getaddrinfo_t req;  /* libuv's request */
     coil__wait wait;       /* what the task parks on */
     coil_task *task;       /* the waiting task, NULL once it gave up */
+    bool *gave_up;         /* the task's flag, set when it gives up: from
+                              then on dns_cb owns (and may free) the request */
     struct addrinfo *res;  /* the answer, until the task takes it */
     int status;            /* libuv's status */
 } dns_req;
@@ -118,7 +120,9 @@ static void abandon(dns_req *r) {
 
 static bool dns_interrupt(coil__wait *w, int err) {
     (void)err;
-    abandon(COIL_CONTAINER_OF(w, dns_req, wait));
+    dns_req *r = COIL_CONTAINER_OF(w, dns_req, wait);
+    *r->gave_up = true; /* before abandon: dns_cb may free r from now on */
+    abandon(r);
     return true;
 }
 
@@ -134,8 +138,10 @@ int coil_getaddrinfo(const char *host, const char *service, const struct addrinf
     if (err <= 0) return err;
     dns_req *r = calloc(1, sizeof *r);
     if (!r) return -ENOMEM;
+    bool gave_up = false;
     r->wait.interrupt = dns_interrupt;
     r->task = t;
+    r->gave_up = &gave_up;
     /* The first lookup starts libuv's thread pool, whose threads inherit
      * this mask: let them take no process signals, like coil's threads. */
     sigset_t all, old;
@@ -149,7 +155,9 @@ int coil_getaddrinfo(const char *host, const char *service, const struct addrinf
     }
     err = coil__park(&r->wait);
     if (err) {
-        if (r->task) abandon(r); /* park refused without interrupting */
+        /* Interrupted: r is dns_cb's now, and may be gone. Refused without
+         * an interruption: give it up here. */
+        if (!gave_up) abandon(r);
         return err;
     }
     err = map_uv_eai(r->status);
