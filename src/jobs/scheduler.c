@@ -220,12 +220,15 @@ static void describe_failure(const record *r, char *buf, size_t cap, coil__job_e
     e->message = buf;
 }
 
-/* Whether an unsuccessful run was not an attempt of the job's own: it never
- * reached a worker, or the shutdown stopped it. */
-static bool not_an_attempt(const coil_jobs *j, const record *r) {
-    if (r->sj->cancel) return false;
-    if (!r->out.ran) return r->err == -ECANCELED || r->err == -EPIPE || r->err == -EAGAIN;
-    return j->sched.hard_stop && r->err == -ECANCELED;
+/* Whether the run was an attempt of the job's own, to record and count: it
+ * succeeded, or failed for a reason of its own. Not: it never reached a
+ * worker, the shutdown stopped it, or (its start unwritten) it was
+ * cancelled while still queued in the store. */
+static bool is_attempt(const coil_jobs *j, const record *r, bool started) {
+    if (r->err == 0) return true;
+    if (r->sj->cancel) return started;
+    if (!r->out.ran) return !(r->err == -ECANCELED || r->err == -EPIPE || r->err == -EAGAIN);
+    return !(j->sched.hard_stop && r->err == -ECANCELED);
 }
 
 /* Writes the outcome. `started`: the job's start is written; else the
@@ -243,10 +246,8 @@ static int record_outcome(record *r, bool started) {
         return started ? coil__store_complete(j->store, id, &res)
                        : coil__store_run_complete(j->store, id, owner, &res);
     }
-    if (not_an_attempt(j, r) || (!started && sj->cancel)) {
-        /* Not the job's attempt; or, unstarted, cancelled while queued. */
+    if (!is_attempt(j, r, started)) /* give back what was started */
         return started ? coil__store_release(j->store, id, NULL) : 0;
-    }
     char msg[COIL_JOB_MESSAGE_MAX + 64];
     coil__job_error e;
     describe_failure(r, msg, sizeof msg, &e);
@@ -257,8 +258,7 @@ static int record_outcome(record *r, bool started) {
 /* Counts a recorded outcome in the scheduler's stats. */
 static void count_outcome(const record *r, bool started) {
     coil_jobs *j = r->jobs;
-    bool attempt = r->err == 0 || !(not_an_attempt(j, r) || (!started && r->sj->cancel));
-    if (!attempt) return;
+    if (!is_attempt(j, r, started)) return;
     if (!started) atomic_fetch_add(&j->stats.claimed, 1); /* started with the outcome */
     if (r->err == 0) atomic_fetch_add(&j->stats.succeeded, 1);
     else if (r->sj->cancel && r->err == -ECANCELED) atomic_fetch_add(&j->stats.cancelled, 1);
