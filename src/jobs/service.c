@@ -170,25 +170,25 @@ int coil_jobs_cancel(coil_jobs *j, const char *id) {
     return coil__store_cancel(j->store, id, NULL);
 }
 
-/* What coil_jobs_wait's watcher looks for. */
+/* What coil_jobs_wait follows. */
 typedef struct final_watch {
-    const char *id;
+    coil__job_follower follow;
     coil_event changed;           /* the job changed: read it again */
 } final_watch;
 
-static void on_job_change(const coil__job_event *ev, size_t n, void *arg) {
-    final_watch *fw = arg;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(ev[i].id, fw->id) == 0) coil_event_set(&fw->changed);
+static void on_job_change(coil__job_follower *f, const coil__job_event *ev) {
+    (void)ev;
+    coil_event_set(&COIL_CONTAINER_OF(f, final_watch, follow)->changed);
 }
 
 int coil_jobs_wait(coil_jobs *j, const char *id, coil_time timeout, const char **state) {
     if (!id) return -EINVAL;
-    final_watch fw = {.id = id};
+    if (!coil__job_id_valid(id)) return -ENOENT;
+    final_watch fw = {.follow.on_event = on_job_change};
+    memcpy(fw.follow.id, id, COIL__JOB_ID_SIZE);
     coil_event_init(&fw.changed);
-    /* Watch first, then read: a change between the two sets the event. */
-    coil__store_watcher *w;
-    int err = coil__store_watch(j->store, on_job_change, &fw, &w);
+    /* Follow first, then read: a change between the two sets the event. */
+    int err = coil__jobs_follow(j, &fw.follow);
     if (err) return err;
     coil_scope sc;
     coil_scope_enter(&sc, timeout == COIL_NEVER ? COIL_NEVER : coil_now() + timeout);
@@ -202,7 +202,7 @@ int coil_jobs_wait(coil_jobs *j, const char *id, coil_time timeout, const char *
         if (final || (err = coil_event_wait(&fw.changed)) != 0) break;
     }
     coil_scope_exit(&sc);
-    coil__store_unwatch(w);
+    coil__jobs_unfollow(j, &fw.follow);
     return err;
 }
 

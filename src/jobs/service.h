@@ -9,6 +9,8 @@
  *                it on new jobs and stops cancelled ones.
  *   api.c        the HTTP routes (any loop), api_doc.c the JSON documents,
  *                api_events.c the Server-Sent Events stream.
+ *   follow.c     followers of one job's changes, sharing one store watcher
+ *                per loop (event streams, coil_jobs_wait).
  *
  * Threads. The scheduler, the pool and everything in `sched` belong to the
  * jobs loop. The store is shared: HTTP handlers on the server's loops call
@@ -106,6 +108,23 @@ void *coil__job_status_doc(const coil__job *job);
 /* Maps a store error to an HTTP status: 503 for storage failures (full,
  * read-only, I/O), 404 for -ENOENT, 400 for -EINVAL, else 500. */
 int coil__jobs_http_status(int err);
+
+/* ------------------------------------------------------------------ follow.c */
+
+/* One follower of one job's changes. The caller owns it and fills `id` and
+ * `on_event` (called on the follower's loop for each change of the job, as
+ * a plain callback: it must not suspend, and must not unfollow). */
+typedef struct coil__job_follower {
+    coil__list link;              /* in its hub (follow.c) */
+    char id[COIL__JOB_ID_SIZE];
+    void (*on_event)(struct coil__job_follower *f, const coil__job_event *ev);
+} coil__job_follower;
+
+/* Starts following, on the calling thread's loop. Returns 0, -ENOMEM or
+ * -EPERM (no loop). Does not suspend. */
+int coil__jobs_follow(coil_jobs *j, coil__job_follower *f);
+/* Stops following. Same thread. Does not suspend. */
+void coil__jobs_unfollow(coil_jobs *j, coil__job_follower *f);
 
 /* ------------------------------------------------------------------ api_events.c */
 
