@@ -113,6 +113,21 @@ static int progress_tenths(coil_job_ctx *ctx, int *last, int64_t done_ns, long t
     return coil_job_progress(ctx, pct, msg) == -EPIPE ? -EPIPE : 0;
 }
 
+/* The start of a timed demo job: reads {"ms"}, reports 0 % ("<doing> N ms")
+ * and sets the job's *start and *end (CLOCK_MONOTONIC ns). Returns the ms,
+ * or a negative error. */
+static long begin_timed(const void *payload, size_t len, coil_job_ctx *ctx, const char *doing,
+                        int64_t *start, int64_t *end) {
+    long ms = payload_ms(payload, len, ctx);
+    if (ms < 0) return ms;
+    char msg[64];
+    snprintf(msg, sizeof msg, "%s %ld ms", doing, ms);
+    if (coil_job_progress(ctx, 0, msg) == -EPIPE) return -EPIPE;
+    *start = now_ns();
+    *end = *start + (int64_t)ms * 1000000;
+    return ms;
+}
+
 /* ------------------------------------------------------------------ handlers */
 
 static int demo_noop(const void *payload, size_t len, coil_job_ctx *ctx) {
@@ -125,13 +140,10 @@ static int demo_noop(const void *payload, size_t len, coil_job_ctx *ctx) {
 COIL_JOB_HANDLER("demo.noop", demo_noop)
 
 static int demo_sleep(const void *payload, size_t len, coil_job_ctx *ctx) {
-    long ms = payload_ms(payload, len, ctx);
+    int64_t start, end;
+    long ms = begin_timed(payload, len, ctx, "sleeping", &start, &end);
     if (ms < 0) return (int)ms;
     int last = 0;
-    char msg[64];
-    snprintf(msg, sizeof msg, "sleeping %ld ms", ms);
-    if (coil_job_progress(ctx, 0, msg) == -EPIPE) return -EPIPE;
-    int64_t start = now_ns(), end = start + (int64_t)ms * 1000000;
     for (int64_t now = start; now < end; now = now_ns()) {
         if (coil_job_cancelled(ctx)) return -ECANCELED;
         if (progress_tenths(ctx, &last, now - start, ms, "slept")) return -EPIPE;
@@ -148,13 +160,10 @@ static int demo_sleep(const void *payload, size_t len, coil_job_ctx *ctx) {
 COIL_JOB_HANDLER("demo.sleep", demo_sleep)
 
 static int demo_cpu(const void *payload, size_t len, coil_job_ctx *ctx) {
-    long ms = payload_ms(payload, len, ctx);
+    int64_t start, end;
+    long ms = begin_timed(payload, len, ctx, "burning", &start, &end);
     if (ms < 0) return (int)ms;
     int last = 0;
-    char msg[64];
-    snprintf(msg, sizeof msg, "burning %ld ms", ms);
-    if (coil_job_progress(ctx, 0, msg) == -EPIPE) return -EPIPE;
-    int64_t start = now_ns(), end = start + (int64_t)ms * 1000000;
     int64_t check = start + (int64_t)CPU_CHECK_MS * 1000000;
     uint64_t x = 0x9e3779b97f4a7c15u, iterations = 0;
     for (;;) {
