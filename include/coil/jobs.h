@@ -378,6 +378,15 @@ typedef struct coil_jobs_stats {
 } coil_jobs_stats;
 COIL_EXTERN void coil_jobs_get_stats(coil_jobs *jobs, coil_jobs_stats *out);
 
+/* The stall dump: writes to `out` what the job system holds now, read on
+ * its own loop: the scheduler's window (every job it holds, and where each
+ * is: ready, in the pool, recording, being given back), the pool's worker
+ * slots, every task of the jobs loop with where it is parked, and the
+ * store's writer queue. For a test or an operator asking "where is my
+ * job?". Any thread but the jobs loop's own; suspends the calling task (a
+ * plain thread blocks), 5 s at most. Also served as GET /jobs/dump. */
+COIL_EXTERN void coil_jobs_dump(coil_jobs *jobs, FILE *out);
+
 /* Site-recording wrappers (see runtime.h). */
 #ifndef COIL_BUILDING
 #define coil_pool_start(c, o) COIL__AT(coil_pool_start(c, o))

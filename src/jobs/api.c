@@ -3,6 +3,7 @@
  *   POST   /jobs/{kind}         enqueue: 202, Location: /jobs/{id}
  *   GET    /jobs                list, newest first: ?state=&kind=&limit=&cursor=
  *   GET    /jobs/stats          counts by state, scheduler and store counters
+ *   GET    /jobs/dump           the stall dump (coil_jobs_dump), as text
  *   GET    /jobs/{id}           the status document (api_doc.c)
  *   GET    /jobs/{id}/result    the result, with its content type
  *   GET    /jobs/{id}/events    Server-Sent Events (api_events.c)
@@ -326,6 +327,18 @@ static void jobs_metrics(coil_http_metrics_out *out, void *arg) {
                              st.waiting, st.running, (unsigned long long)st.store_errors);
 }
 
+static int job_dump(coil_http_request *req, coil_http_response *res, void *arg) {
+    (void)req;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (!out) return coil_http_respond_error(res, 500, "out of memory");
+    coil_jobs_dump(arg, out);
+    int err = fclose(out) ? -ENOMEM : coil_http_respond(res, 200, "text/plain", text, len);
+    free(text);
+    return err;
+}
+
 int coil_jobs_mount(coil_jobs *j, struct coil_http_server *srv) {
     static const struct {
         const char *method, *pattern;
@@ -334,6 +347,7 @@ int coil_jobs_mount(coil_jobs *j, struct coil_http_server *srv) {
         {"POST", "/jobs/{kind}", post_job},
         {"GET", "/jobs", list_jobs},
         {"GET", "/jobs/stats", job_stats},
+        {"GET", "/jobs/dump", job_dump},
         {"GET", "/jobs/{id}", get_job},
         {"GET", "/jobs/{id}/result", get_result},
         {"GET", "/jobs/{id}/events", coil__jobs_events},

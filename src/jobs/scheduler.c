@@ -27,23 +27,31 @@
  * taken by anyone else; peeks run in the writer's order, after every start
  * and record submitted before them, and pass over the jobs held here.
  *
+ * A job runs in a worker before its start is written, so the store holds
+ * every peeked job until its start or its release (store_held.c): a cancel
+ * in that gap flags the job instead of cancelling it, and the job is
+ * stopped like a running one. No job the store calls cancelled ever ran
+ * unless its record says so: a job that reached a worker leaves an attempt.
+ *
  * If the process dies, a job whose start is on disk is `running` and the
  * next start requeues it; a job whose start is not is still `queued`. Either
  * way it runs again: at least once.
  *
  * The store's watcher (a plain callback on this loop) sets `wake` when a job
- * becomes runnable, and marks cancelled jobs: a job in the pool has its
- * runner's scope cancelled (the pool sends a cancel frame, then SIGTERM,
- * then SIGKILL); a job still in `ready` is dropped when its turn comes.
+ * becomes runnable, and marks cancelled and flagged jobs: a job in the pool
+ * has its runner's scope cancelled (the pool sends a cancel frame, then
+ * SIGTERM, then SIGKILL); a job still in `ready` is given back (released:
+ * the store cancels it) when its turn comes.
  *
  * How outcomes are recorded:
  *
  *   handler returned 0                   complete (the result), with the start
  *                                        if it was not written yet
- *   the start failed (cancelled first,   nothing: the store has the truth
- *   or a storage error)
- *   stopped because of a cancel request  fail -> cancelled
- *   stopped by a shutdown, or never ran  release -> queued, attempt uncounted
+ *   the start failed (a storage error)   nothing: the store has the truth
+ *   stopped because of a cancel request  fail -> cancelled (with the start if
+ *                                        it was not written: it ran)
+ *   cancelled before reaching a worker,  release -> cancelled, or queued
+ *   stopped by a shutdown, or never ran  with the attempt uncounted
  *   anything else (error, crash,         fail -> failed (retry at backoff)
  *   timeout, protocol)                        or dead (no attempts left)
  */
@@ -91,6 +99,8 @@ static int wait_wake(coil__sched *s, coil_time deadline) {
     return err;
 }
 
+static void give_back_soon(sched_job *sj);
+
 /* ------------------------------------------------------------------ claimer */
 
 static void take_peeked(coil_jobs *j, coil__job **recs, size_t n) {
@@ -103,6 +113,7 @@ static void take_peeked(coil_jobs *j, coil__job **recs, size_t n) {
         }
         sj->rec = recs[i];
         sj->jobs = j;
+        sj->cancel = sj->rec->cancel_requested; /* flagged while held before */
         coil__list_push_back(&s->active, &sj->link);
         s->nactive++;
         s->held_bytes += sj->rec->payload_len;
@@ -111,6 +122,7 @@ static void take_peeked(coil_jobs *j, coil__job **recs, size_t n) {
          * queue's length, so the put cannot fail for want of room. */
         int err = coil_queue_try_put_prio(&s->ready, sj, -(int64_t)sj->rec->priority);
         COIL_ASSERT(err == 0);
+        if (sj->cancel) give_back_soon(sj);
     }
 }
 
@@ -189,8 +201,8 @@ static coil_result starter_main(void *arg) {
     if (err == 0) {
         atomic_fetch_add(&j->stats.claimed, 1);
     } else if (err != -ECANCELED && sj->scope) {
-        /* Cancelled before it started, or the store cannot write: the job
-         * is not ours to run. It stays as the store says. */
+        /* The store cannot write (or lost the job): it is not ours to run.
+         * It stays as the store says. */
         coil_scope_cancel(sj->scope);
     }
     return coil_fail(err);
@@ -226,7 +238,7 @@ static void describe_failure(const record *r, char *buf, size_t cap, coil__job_e
  * cancelled while still queued in the store. */
 static bool is_attempt(const coil_jobs *j, const record *r, bool started) {
     if (r->err == 0) return true;
-    if (r->sj->cancel) return started;
+    if (r->sj->cancel) return started || r->out.ran; /* a worker had it */
     if (!r->out.ran) return !(r->err == -ECANCELED || r->err == -EPIPE || r->err == -EAGAIN);
     return !(j->sched.hard_stop && r->err == -ECANCELED);
 }
@@ -246,8 +258,8 @@ static int record_outcome(record *r, bool started) {
         return started ? coil__store_complete(j->store, id, &res)
                        : coil__store_run_complete(j->store, id, owner, &res);
     }
-    if (!is_attempt(j, r, started)) /* give back what was started */
-        return started ? coil__store_release(j->store, id, NULL) : 0;
+    if (!is_attempt(j, r, started)) /* give it back, started or held */
+        return coil__store_release(j->store, id, NULL);
     char msg[COIL_JOB_MESSAGE_MAX + 64];
     coil__job_error e;
     describe_failure(r, msg, sizeof msg, &e);
@@ -353,10 +365,45 @@ static void forward_progress(void *arg, int percent, const char *message) {
     coil__store_progress(sj->jobs->store, sj->rec->id, percent, message);
 }
 
+/* Gives back a held job that will not run here: the store cancels it if a
+ * cancel flagged it. A release that fails leaves it held; then a later
+ * peek takes it again, and a restart cancels or requeues it. Suspends (in
+ * a shield: the release must reach the store). */
+static void release_held(coil_jobs *j, sched_job *sj) {
+    coil_scope shield;
+    coil_scope_enter_shielded(&shield, COIL_NEVER);
+    int err = coil__store_release(j->store, sj->rec->id, NULL);
+    coil_scope_exit(&shield);
+    if (err && err != -EPIPE) {
+        atomic_fetch_add(&j->stats.store_errors, 1);
+        coil__log("jobs: cannot give back job %s: %s", sj->rec->id, coil_strerror(err));
+    }
+}
+
+static coil_result giver_main(void *arg) {
+    sched_job *sj = arg;
+    release_held(sj->jobs, sj);
+    return coil_ok(NULL);
+}
+
+/* A job cancelled while it waits in `ready` is given back now, not when a
+ * worker is free: its cancel must not wait for other jobs to end. Without
+ * memory for the task, its runner gives it back instead. */
+static void give_back_soon(sched_job *sj) {
+    sj->giver = coil_spawn_named("jobs giver", giver_main, sj);
+}
+
+/* Gives back a job its runner took and will not run, and frees it. */
+static void give_back(coil_jobs *j, sched_job *sj) {
+    if (sj->giver) coil_join(sj->giver, NULL);
+    else release_held(j, sj);
+    sched_job_free(j, sj);
+}
+
 /* Runs one job in the pool and hands its outcome on. Suspends. */
 static void run_one(coil_jobs *j, sched_job *sj) {
-    if (sj->cancel || j->sched.stopping) { /* still queued in the store */
-        sched_job_free(j, sj);
+    if (sj->cancel || j->sched.stopping) { /* still queued in the store, held */
+        give_back(j, sj);
         return;
     }
     coil_scope sc;
@@ -365,7 +412,7 @@ static void run_one(coil_jobs *j, sched_job *sj) {
     sj->starter = coil_spawn_named("jobs starter", starter_main, sj);
     if (!sj->starter) {
         coil_scope_exit(&sc);
-        sched_job_free(j, sj); /* still queued: a later peek finds it */
+        sched_job_free(j, sj); /* still queued and held: a later peek takes it */
         return;
     }
     coil_job_opts opts = {
@@ -416,14 +463,15 @@ static void on_changes(const coil__job_event *ev, size_t n, void *arg) {
     coil_jobs *j = arg;
     coil__sched *s = &j->sched;
     for (size_t i = 0; i < n; i++) {
-        if (ev[i].state == COIL__JOB_QUEUED || ev[i].state == COIL__JOB_FAILED) {
-            coil_event_set(&s->wake);
-        } else if (ev[i].state == COIL__JOB_CANCELLED ||
-                   (ev[i].state == COIL__JOB_RUNNING && ev[i].cancel_requested)) {
+        /* A cancel of a held job flags it, whatever its state. */
+        if (ev[i].cancel_requested || ev[i].state == COIL__JOB_CANCELLED) {
             sched_job *sj = find_active(s, ev[i].id);
             if (!sj || sj->cancel) continue;
             sj->cancel = true;
             if (sj->scope) coil_scope_cancel(sj->scope);
+            else if (!sj->starter) give_back_soon(sj);
+        } else if (ev[i].state == COIL__JOB_QUEUED || ev[i].state == COIL__JOB_FAILED) {
+            coil_event_set(&s->wake);
         }
     }
 }
@@ -488,5 +536,6 @@ void coil__sched_stop(coil_jobs *j, coil_time grace) {
     while (s->recording) coil_event_wait(&s->recorded);
     coil__store_unwatch(s->watcher);
     free(s->runners);
+    s->runners = NULL; /* stopped: nothing left to dump */
     coil_queue_destroy(&s->ready);
 }

@@ -47,6 +47,8 @@ typedef struct sched_job {
     coil_task *starter;       /* the task writing its start, joined by its
                                  recorder */
     coil_scope *scope;        /* its runner's scope while in the pool, else NULL */
+    coil_task *giver;         /* gives it back at once, cancelled while it
+                                 waits in `ready`; joined by its runner */
     bool cancel;              /* cancelled: skip it, or stop it */
 } sched_job;
 

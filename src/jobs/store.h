@@ -50,7 +50,8 @@
  *
  *     from      to         by
  *     queued    running    claim, start
- *     queued    cancelled  cancel
+ *     queued    cancelled  cancel (not while a peek holds it: then it is
+ *                          flagged, and release() cancels it)
  *     running   succeeded  complete
  *     running   failed     fail, with attempts left (retried from run_at)
  *     running   dead       fail, with no attempts left
@@ -248,13 +249,16 @@ int coil__store_claim_batch(coil__store *s, const char *owner, coil__job **jobs,
  * Reads up to `max` runnable jobs in claim order without changing them,
  * passing over the jobs whose seq is in `skip` (ascending; the caller holds
  * those already), and stopping once their payloads add up to `max_bytes`
- * (0: no limit; the first job is read whatever its size). Runs in the writer's order: it sees every write submitted
- * before it. Returns 0 with jobs[0..*n) set (*n >= 1; the caller frees each),
- * -EAGAIN with *next_run_at as for claim(), or an error. Suspends. */
+ * (0: no limit; the first job is read whatever its size). Runs in the
+ * writer's order: it sees every write submitted before it. The jobs read
+ * are held (store_held.c) until start() or release(): a cancel meanwhile
+ * only flags them. Returns 0 with jobs[0..*n) set (*n >= 1; the caller frees
+ * each), -EAGAIN with *next_run_at as for claim(), or an error. Suspends. */
 int coil__store_peek(coil__store *s, const uint64_t *skip, size_t nskip, coil__job **jobs,
                      size_t max, size_t max_bytes, size_t *n, int64_t *next_run_at);
 /* Starts one job: queued or failed -> running, leased to `owner`, attempts
- * incremented (*attempts, may be NULL, gets the new count). Returns 0,
+ * incremented (*attempts, may be NULL, gets the new count), no longer held;
+ * a cancel flag set while it was held stays set. Returns 0,
  * -ENOENT, -EINVAL if it is not runnable any more (cancelled meanwhile), or
  * a write error. Suspends. */
 int coil__store_start(coil__store *s, const char *id, const char *owner, int *attempts);
@@ -283,9 +287,11 @@ int coil__store_run_complete(coil__store *s, const char *id, const char *owner,
 int coil__store_run_fail(coil__store *s, const char *id, const char *owner,
                          const coil__job_error *err, coil__job_state *state_out);
 
-/* Cancels a job. Queued or failed: cancelled at once. Running: flagged
- * cancel_requested (watchers see it; the pool stops the worker and reports
- * the end with fail(), which makes it cancelled), state stays running.
+/* Cancels a job. Queued or failed: cancelled at once. Running, or held
+ * by a peek (it may be in a worker already): flagged cancel_requested
+ * (watchers see it; the pool stops the worker and reports the end with
+ * fail() or release(), which make it cancelled), the state stays as it is
+ * and *state_out says running.
  * *state_out (may be NULL) gets the state after the call. Returns 0,
  * -ENOENT, -EALREADY if it was already final (then *state_out is that state),
  * or a write error. Suspends. */
@@ -307,15 +313,17 @@ int coil__store_flush(coil__store *s);
 /* At-least-once recovery, to call once at start, before anything is claimed:
  * every job left running by a previous process is put back to queued (its
  * interrupted attempt still counts in attempts), or made cancelled if a
- * cancel had been requested. *count (may be NULL) gets how many. Returns 0
+ * cancel had been requested; so is a queued one flagged while held. *count (may be NULL) gets how many. Returns 0
  * or a write error. Suspends. */
 int coil__store_requeue_running(coil__store *s, size_t *count);
 
-/* Gives back a running job that never reached a worker (claimed ahead, then
- * not run: a shutdown, or a cancel before its turn): queued again with its
- * attempt uncounted, or cancelled if a cancel was requested. *state_out
- * (may be NULL) gets the new state. Returns 0, -ENOENT, -EINVAL if it is
- * not running, or a write error. Suspends. */
+/* Gives back a job that never reached a worker. A running one (claimed
+ * ahead, then not run: a shutdown, or a cancel before its turn) is queued
+ * again with its attempt uncounted. A peeked one not started is no longer
+ * held, and stays as it is. Either is cancelled instead if a cancel was
+ * requested. *state_out (may be NULL) gets the new state. Returns 0,
+ * -ENOENT, -EINVAL if it is neither running nor held, or a write error.
+ * Suspends. */
 int coil__store_release(coil__store *s, const char *id, coil__job_state *state_out);
 
 /* The durable sequence: the next value of 1, 2, 3, ... Every value is

@@ -7,6 +7,8 @@
  *                   schema, each write operation as the writer runs it
  *                   inside a transaction, and the read path (get, list,
  *                   counts) on the thread pool with read connections.
+ *   store_held.c    the jobs a peek handed out and not yet started: the
+ *                   fence that keeps a cancel from racing a job to a worker.
  *   ids.c           job ids and the durable sequence.
  *   job.c           the state machine, backoff, validation.
  *
@@ -132,6 +134,12 @@ typedef struct coil__progress {
     char *message;              /* malloc'd, or NULL */
 } coil__progress;
 
+/* One change of the held set inside a transaction (undone on rollback). */
+typedef struct coil__held_change {
+    int64_t seq;                /* the job */
+    bool added;                 /* added (else removed) */
+} coil__held_change;
+
 /* Prepared statements of the write connection (store_sqlite.c has the SQL). */
 typedef enum coil__stmt {
     COIL__STMT_BEGIN,
@@ -181,6 +189,10 @@ struct coil__store {
     uint64_t rng;               /* backoff jitter */
     coil__job_event *events;    /* a commit's changes, for the watchers */
     size_t nevents, cap_events;
+    int64_t *held;              /* seqs peeked and not yet started (store_held.c) */
+    size_t nheld, cap_held;
+    coil__held_change *held_log; /* this transaction's changes of `held` */
+    size_t nheld_log, cap_held_log;
 
     /* Read path. */
     pthread_mutex_t rlock;      /* guards readers, nreaders */
@@ -233,6 +245,22 @@ int coil__stmt_run(sqlite3_stmt *st);
 int coil__sqlite_err(sqlite3 *db, int rc);
 /* Closes the idle read connections. */
 void coil__store_readers_close(coil__store *s);
+
+/* ------------------------------------------------------------------ store_held.c */
+
+/* Writer thread. Whether a peek handed out `seq` and it is not started yet. */
+bool coil__held_has(const coil__store *s, int64_t seq);
+/* Writer thread, inside a transaction: adds or removes `seq` (either is
+ * idempotent), logged for coil__held_txn_undo. Return SQLITE_OK or
+ * SQLITE_NOMEM (then nothing changed). */
+int coil__held_add(coil__store *s, int64_t seq);
+int coil__held_remove(coil__store *s, int64_t seq);
+/* Writer thread: a transaction begins (its log is emptied), or rolled back
+ * (its changes are undone). */
+void coil__held_txn_begin(coil__store *s);
+void coil__held_txn_undo(coil__store *s);
+/* Frees the set. */
+void coil__held_free(coil__store *s);
 
 /* ------------------------------------------------------------------ ids.c */
 

@@ -270,7 +270,8 @@ static const char *const stmt_sql[COIL__STMT_COUNT] = {
     [COIL__STMT_REQUEUE] =
         "UPDATE jobs SET state = CASE WHEN cancel_requested THEN 4 ELSE 0 END,"
         " finished = CASE WHEN cancel_requested THEN ?1 ELSE finished END,"
-        " lease_owner = NULL, updated = ?1 WHERE state = 1",
+        " lease_owner = NULL, updated = ?1"
+        " WHERE state = 1 OR (state IN (0, 3) AND cancel_requested)",
     [COIL__STMT_RELEASE] =
         "UPDATE jobs SET state = ?2, attempts = max(attempts - 1, 0), lease_owner = NULL,"
         " finished = CASE WHEN ?2 = 4 THEN ?3 ELSE finished END, updated = ?3"
@@ -716,6 +717,8 @@ static int start_job(coil__store *s, coil__store_req *r, const char *id, const c
     bool found;
     int rc = lookup_for(s, r, id, &h, &found);
     if (rc != SQLITE_OK || !found) return rc;
+    /* Started or not, a peek's hold ends here. */
+    if ((rc = coil__held_remove(s, h.seq)) != SQLITE_OK) return rc;
     r->err = coil__job_transition(h.state, COIL__JOB_RUNNING);
     if (r->err) return SQLITE_OK;
     int64_t now = coil__wall_ms();
@@ -821,7 +824,10 @@ static int exec_cancel(coil__store *s, coil__store_req *r) {
         return SQLITE_OK;
     }
     int64_t now = coil__wall_ms();
-    bool running = h.state == COIL__JOB_RUNNING;
+    /* A held job may be in a worker already: it is stopped, not cancelled
+     * here (store_held.c), and answers as a running one. */
+    bool running = h.state == COIL__JOB_RUNNING || coil__held_has(s, h.seq);
+    if (running) r->u.cancel.state = COIL__JOB_RUNNING;
     if (running && h.cancel_requested) return SQLITE_OK; /* asked already */
     if (!running) {
         r->err = coil__job_transition(h.state, COIL__JOB_CANCELLED);
@@ -834,7 +840,7 @@ static int exec_cancel(coil__store *s, coil__store_req *r) {
     if (rc != SQLITE_OK) return rc;
     if (running) h.cancel_requested = true;
     else r->u.cancel.state = COIL__JOB_CANCELLED;
-    note_head(s, id, &h, r->u.cancel.state);
+    note_head(s, id, &h, running ? h.state : COIL__JOB_CANCELLED);
     return SQLITE_OK;
 }
 
@@ -849,16 +855,34 @@ static int exec_requeue(coil__store *s, coil__store_req *r) {
     return SQLITE_OK;
 }
 
+/* release() of a job peeked and never started: no longer held, and
+ * cancelled if a cancel flagged it meanwhile; else it stays as it is. */
+static int release_held(coil__store *s, coil__store_req *r, const char *id, job_head *h) {
+    r->u.release.state = h->state;
+    if (!coil__held_has(s, h->seq)) {
+        r->err = -EINVAL;
+        return SQLITE_OK;
+    }
+    int rc = coil__held_remove(s, h->seq);
+    if (rc != SQLITE_OK || !h->cancel_requested) return rc;
+    r->err = coil__job_transition(h->state, COIL__JOB_CANCELLED);
+    if (r->err) return SQLITE_OK;
+    sqlite3_stmt *st = s->stmt[COIL__STMT_CANCEL_NOW];
+    sqlite3_bind_int64(st, 1, h->seq);
+    sqlite3_bind_int64(st, 2, coil__wall_ms());
+    if ((rc = run_bound(st)) != SQLITE_OK) return rc;
+    r->u.release.state = COIL__JOB_CANCELLED;
+    note_head(s, id, h, COIL__JOB_CANCELLED);
+    return SQLITE_OK;
+}
+
 static int exec_release(coil__store *s, coil__store_req *r) {
     job_head h;
     bool found;
     const char *id = r->u.release.id;
     int rc = lookup_for(s, r, id, &h, &found);
     if (rc != SQLITE_OK || !found) return rc;
-    if (h.state != COIL__JOB_RUNNING) {
-        r->err = -EINVAL;
-        return SQLITE_OK;
-    }
+    if (h.state != COIL__JOB_RUNNING) return release_held(s, r, id, &h);
     coil__job_state to = h.cancel_requested ? COIL__JOB_CANCELLED : COIL__JOB_QUEUED;
     r->err = coil__job_transition(h.state, to);
     if (r->err) return SQLITE_OK;
@@ -916,6 +940,10 @@ static int peek_level(coil__store *s, coil__store_req *r, int64_t prio, int64_t 
         coil__job *job;
         rc = read_by_seq(s, seq, &job);
         if (rc != SQLITE_OK) break;
+        if ((rc = coil__held_add(s, seq)) != SQLITE_OK) {
+            coil__job_free(job);
+            break;
+        }
         r->u.peek.jobs[r->u.peek.n++] = job;
         *bytes += job->payload_len;
         *full = r->u.peek.n == r->u.peek.max || (max_bytes && *bytes >= max_bytes);

@@ -394,6 +394,7 @@ static void run_txn(coil__store *s, coil__list *reqs, coil__list *progress) {
     int64_t changes = sqlite3_total_changes64(s->db);
     size_t nreqs = list_len(reqs), written = 0;
     s->nevents = 0;
+    coil__held_txn_begin(s);
     int rc = coil__stmt_run(s->stmt[COIL__STMT_BEGIN]);
     if (rc == SQLITE_OK) rc = apply_progress(s, progress, &written);
     if (rc == SQLITE_OK) rc = exec_all(s, reqs);
@@ -403,6 +404,7 @@ static void run_txn(coil__store *s, coil__list *reqs, coil__list *progress) {
     if (rc != SQLITE_OK) {
         rollback(s);
         s->nevents = 0; /* none of it happened */
+        coil__held_txn_undo(s);
         atomic_fetch_add(&s->failed_commits, 1);
         txn_failed(s, reqs, rc);
         return;
@@ -529,6 +531,7 @@ static void store_free(coil__store *s) {
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->rlock);
     free(s->events);
+    coil__held_free(s);
     free(s->readers);
     free(s->results_dir);
     free(s->db_path);

@@ -164,12 +164,13 @@ static json_t *wait_job_at(int port, const job_id *id, const char *want, int ms,
         if (want ? strcmp(st, want) == 0 : is_final(st)) return doc;
         if (is_final(st) || coil_now() > until) {
             char *dump = json_dumps(doc, JSON_COMPACT);
-            serve_reply r; /* the scheduler's counters, to explain it */
+            serve_reply r, d; /* the scheduler's counters and state, to explain it */
             serve_http(port, "GET", "/jobs/stats", NULL, NULL, &r);
-            coil_test_fail(__FILE__, line, "job %s: want %s, %s: %s\nstats: %s", id->s,
+            serve_http(port, "GET", "/jobs/dump", NULL, NULL, &d);
+            coil_test_fail(__FILE__, line, "job %s: want %s, %s: %s\nstats: %s\n%s", id->s,
                            want ? want : "a final state",
                            is_final(st) ? "ended otherwise" : "timed out", dump,
-                           r.body ? r.body : "?");
+                           r.body ? r.body : "?", d.body ? d.body : "");
         }
         json_decref(doc);
         sleep_ms(POLL_MS);
@@ -496,13 +497,26 @@ TEST(jobs_timeout_stops_the_attempt) {
 
 /* ------------------------------------------------------------------ cancelling */
 
+/* Waits until the scheduler holds `n` jobs ahead of the workers. */
+static void await_waiting(int port, long long n) {
+    for (int i = 0; i < WAIT_MS / POLL_MS; i++) {
+        json_t *st = call(port, "GET", "/jobs/stats", NULL, NULL, 200);
+        long long waiting = jint(json_object_get(st, "scheduler"), "waiting");
+        json_decref(st);
+        if (waiting == n) return;
+        sleep_ms(POLL_MS);
+    }
+    coil_test_fail(__FILE__, __LINE__, "the scheduler never held %lld jobs", n);
+}
+
 TEST(jobs_cancel_queued_and_running) {
     serve_proc p;
     serve_start(&p, (const char *const[]){"--job-workers", "1", NULL});
     job_id sleeper, waiting;
     enqueue(p.port, "demo.sleep", NULL, "{\"ms\": 60000}", &sleeper);
     json_decref(wait_job(p.port, &sleeper, "running"));
-    enqueue(p.port, "demo.noop", NULL, "{}", &waiting);
+    /* Delayed, so that the scheduler does not hold it yet. */
+    enqueue(p.port, "demo.noop", "?delay_ms=600000", "{}", &waiting);
 
     /* The waiting job: cancelled at once, and it stays so. */
     char path[96];
@@ -524,6 +538,19 @@ TEST(jobs_cancel_queued_and_running) {
     snprintf(path, sizeof path, "/jobs/%s/result", waiting.s);
     j = call(p.port, "GET", path, NULL, NULL, 409);
     ASSERT_STR_EQ(jstr(j, "status"), "cancelled");
+    json_decref(j);
+
+    /* A job the scheduler holds for the busy worker: the store cannot tell
+     * whether it reached a worker, so it answers 202 like a running job;
+     * the scheduler gives it back, and it ends cancelled without running. */
+    job_id held;
+    enqueue(p.port, "demo.noop", NULL, "{}", &held);
+    await_waiting(p.port, 1);
+    snprintf(path, sizeof path, "/jobs/%s", held.s);
+    j = call(p.port, "DELETE", path, NULL, NULL, 202);
+    json_decref(j);
+    j = wait_job_at(p.port, &held, "cancelled", 30000, __LINE__);
+    ASSERT_EQ(jint(j, "attempts"), 0);
     json_decref(j);
 
     /* The running job: 202, then the worker is stopped and it ends cancelled. */

@@ -176,7 +176,10 @@ static coil_result release_main(void *arg) {
     coil__job_free(got[0]);
     coil__job_free(got[1]);
 
-    /* Only a running job can be released. */
+    /* Peeked, a job is held until started or given back; then it is neither
+     * running nor held, and cannot be released again. */
+    ASSERT_EQ(coil__store_release(s, a.id, &st), 0);
+    ASSERT_EQ(st, COIL__JOB_QUEUED);
     ASSERT_EQ(coil__store_release(s, a.id, NULL), -EINVAL);
 
     /* Released after a cancel request: cancelled, and final. */
