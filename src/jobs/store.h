@@ -57,6 +57,7 @@
  *     running   dead       fail, with no attempts left
  *     running   cancelled  fail after a cancel request (the pool stopped
  *                          it), or requeue_running or release of such a job
+ *     running   dead       requeue_running, with no attempts left
  *     running   queued     requeue_running, at start (its process died);
  *                          release (claimed, never ran)
  *     failed    running    claim or start, from run_at on
@@ -312,8 +313,9 @@ int coil__store_flush(coil__store *s);
 
 /* At-least-once recovery, to call once at start, before anything is claimed:
  * every job left running by a previous process is put back to queued (its
- * interrupted attempt still counts in attempts), or made cancelled if a
- * cancel had been requested; so is a queued one flagged while held. *count (may be NULL) gets how many. Returns 0
+ * interrupted attempt still counts in attempts), made dead if that was its
+ * last attempt, or made cancelled if a cancel had been requested; so is a
+ * queued one flagged while held. *count (may be NULL) gets how many. Returns 0
  * or a write error. Suspends. */
 int coil__store_requeue_running(coil__store *s, size_t *count);
 

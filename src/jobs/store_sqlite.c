@@ -268,8 +268,16 @@ static const char *const stmt_sql[COIL__STMT_COUNT] = {
     [COIL__STMT_CANCEL_FLAG] = "UPDATE jobs SET cancel_requested = 1, updated = ?2"
                                " WHERE seq = ?1",
     [COIL__STMT_REQUEUE] =
-        "UPDATE jobs SET state = CASE WHEN cancel_requested THEN 4 ELSE 0 END,"
-        " finished = CASE WHEN cancel_requested THEN ?1 ELSE finished END,"
+        /* An interrupted attempt counts: one that used up the last attempt
+         * leaves the job dead, so attempts never exceed max_attempts. */
+        "UPDATE jobs SET state = CASE WHEN cancel_requested THEN 4"
+        "  WHEN state = 1 AND attempts >= max_attempts THEN 5 ELSE 0 END,"
+        " error_msg = CASE WHEN NOT cancel_requested AND state = 1"
+        "  AND attempts >= max_attempts"
+        "  THEN 'interrupted: the server stopped while it ran, and no attempts are left'"
+        "  ELSE error_msg END,"
+        " finished = CASE WHEN cancel_requested OR (state = 1 AND attempts >= max_attempts)"
+        "  THEN ?1 ELSE finished END,"
         " lease_owner = NULL, updated = ?1"
         " WHERE state = 1 OR (state IN (0, 3) AND cancel_requested)",
     [COIL__STMT_RELEASE] =

@@ -259,3 +259,80 @@ TEST(run_complete_and_run_fail_start_in_the_same_write) {
     RUN_MAIN(run_outcome_main, dir);
     fx_rmtree(dir);
 }
+
+/* The fence between a cancel and a peeked job: held from the peek until
+ * its start or its release, a job is flagged, not cancelled; a restart
+ * cancels a flagged one left behind. Requeue never lets attempts exceed
+ * max_attempts. */
+static coil_result held_main(void *arg) {
+    char *dir = arg;
+    coil__store *s = fx_open(dir, NULL);
+    coil__enqueued a, b, c, d;
+    ASSERT_EQ(fx_enqueue(s, "demo.cpu", 3, &a), 0);
+    ASSERT_EQ(fx_enqueue(s, "demo.cpu", 2, &b), 0);
+    ASSERT_EQ(fx_enqueue(s, "demo.cpu", 1, &c), 0);
+    coil__job *got[3];
+    size_t n;
+    ASSERT_EQ(coil__store_peek(s, NULL, 0, got, 3, 0, &n, NULL), 0);
+    ASSERT_EQ(n, 3);
+    for (size_t i = 0; i < n; i++) coil__job_free(got[i]);
+
+    /* Held, then started: the flag goes with it into running. */
+    coil__job_state st;
+    ASSERT_EQ(coil__store_cancel(s, a.id, &st), 0);
+    ASSERT_EQ(st, COIL__JOB_RUNNING);
+    coil__job *j = get_job(s, a.id);
+    ASSERT_EQ(j->state, COIL__JOB_QUEUED);
+    ASSERT(j->cancel_requested);
+    coil__job_free(j);
+    ASSERT_EQ(coil__store_start(s, a.id, "pid:7", NULL), 0);
+    j = get_job(s, a.id);
+    ASSERT_EQ(j->state, COIL__JOB_RUNNING);
+    ASSERT(j->cancel_requested);
+    coil__job_free(j);
+    ASSERT_EQ(coil__store_fail(s, a.id, NULL, &st), 0);
+    ASSERT_EQ(st, COIL__JOB_CANCELLED);
+
+    /* Held, then given back: cancelled, never started. */
+    ASSERT_EQ(coil__store_cancel(s, b.id, &st), 0);
+    ASSERT_EQ(st, COIL__JOB_RUNNING);
+    ASSERT_EQ(coil__store_release(s, b.id, &st), 0);
+    ASSERT_EQ(st, COIL__JOB_CANCELLED);
+    j = get_job(s, b.id);
+    ASSERT_EQ(j->attempts, 0);
+    ASSERT_EQ(j->started, 0);
+    coil__job_free(j);
+
+    /* Running on its last attempt when the process ends: dead, not run a
+     * fourth time. */
+    ASSERT_EQ(fx_enqueue(s, "demo.cpu", 0, &d), 0);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(coil__store_start(s, d.id, "pid:7", NULL), 0);
+        if (i < 2) ASSERT_EQ(coil__store_requeue_running(s, NULL), 0);
+    }
+    ASSERT_EQ(fx_state(s, c.id), COIL__JOB_QUEUED); /* unflagged: left alone */
+
+    /* Held and flagged when the process ends: cancelled at the next start. */
+    ASSERT_EQ(coil__store_cancel(s, c.id, &st), 0);
+    ASSERT_EQ(st, COIL__JOB_RUNNING);
+    ASSERT_EQ(coil__store_close(s), 0);
+
+    s = fx_open(dir, NULL);
+    size_t count;
+    ASSERT_EQ(coil__store_requeue_running(s, &count), 0);
+    ASSERT_EQ(count, 2);
+    ASSERT_EQ(fx_state(s, c.id), COIL__JOB_CANCELLED);
+    j = get_job(s, d.id);
+    ASSERT_EQ(j->state, COIL__JOB_DEAD);
+    ASSERT_EQ(j->attempts, 3);
+    ASSERT(j->error_msg && strstr(j->error_msg, "interrupted") != NULL);
+    coil__job_free(j);
+    ASSERT_EQ(coil__store_close(s), 0);
+    return coil_ok(NULL);
+}
+
+TEST(held_jobs_are_flagged_by_a_cancel_not_cancelled) {
+    char *dir = fx_tmpdir();
+    RUN_MAIN(held_main, dir);
+    fx_rmtree(dir);
+}
