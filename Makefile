@@ -9,7 +9,7 @@ DATA    ?= ./var
 FUZZ    := build/fuzz
 FUZZ_TIME ?= 60
 
-.PHONY: all deps build run test test-asan test-tsan bench examples install clean fuzz
+.PHONY: all deps build run test test-asan test-tsan soak bench examples install clean fuzz
 
 all: build
 
@@ -43,6 +43,21 @@ test-tsan:
 	$(CMAKE) --build $(TSAN) -j $(JOBS)
 	cd $(TSAN) && TSAN_OPTIONS="atexit_sleep_ms=0 suppressions=$(CURDIR)/tests/tsan.supp $$TSAN_OPTIONS" \
 	  ctest --output-on-failure -j $(JOBS) --timeout 300 -L threads
+
+# The job system's soak test, SOAK_ROUNDS rounds under ASan+UBSan and then
+# under TSan (make test runs 2 of them). A failing round prints its seed:
+# replay it with COIL_SOAK_SEED=N COIL_SOAK_ROUNDS=1.
+SOAK_ROUNDS ?= 100
+soak:
+	@scripts/deps test
+	$(CMAKE) -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DCOIL_SANITIZE="address;undefined"
+	$(CMAKE) --build $(ASAN) -j $(JOBS) --target coil test_soak
+	COIL_SOAK_ROUNDS=$(SOAK_ROUNDS) COIL_TEST_TIMEOUT=7200 $(ASAN)/tests/test_soak
+	$(CMAKE) -S . -B $(TSAN) -DCMAKE_BUILD_TYPE=Debug -DCOIL_SANITIZE=thread \
+	  -DCOIL_BUILD_BENCH=OFF -DCOIL_BUILD_EXAMPLES=OFF
+	$(CMAKE) --build $(TSAN) -j $(JOBS) --target coil test_soak
+	TSAN_OPTIONS="atexit_sleep_ms=0 suppressions=$(CURDIR)/tests/tsan.supp $$TSAN_OPTIONS" \
+	  COIL_SOAK_ROUNDS=$(SOAK_ROUNDS) COIL_TEST_TIMEOUT=7200 $(TSAN)/tests/test_soak
 
 bench:
 	@scripts/deps bench
