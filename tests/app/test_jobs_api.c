@@ -704,9 +704,10 @@ TEST(jobs_higher_priority_runs_first) {
     char path[128];
     snprintf(path, sizeof path, "%s/order", p.dir);
     char *order = serve_read_file(path, NULL);
+    /* The effects' order is the proof: finished_at is when each record
+     * reached the writer, and records are written apart from the runs. */
     ASSERT_STR_EQ(order, "high\nlow\n");
     free(order);
-    ASSERT_LE(jint(h, "finished_at"), jint(l, "finished_at"));
     json_decref(b);
     json_decref(l);
     json_decref(h);
