@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
-#include "jobs/store.h"
+#include "jobs/store/store.h"
 
 enum { TASKS = 64 };
 

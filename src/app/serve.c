@@ -16,7 +16,7 @@
  *                           watchdog's stall report can be seen; only with
  *                           --demo-unsafe (404 otherwise)
  *   GET /metrics            Prometheus metrics
- *   /jobs..., /ids/next     the job system (jobs/api.c, docs/jobs.md), with
+ *   /jobs..., /ids/next     the job system (jobs/api/api.c, docs/jobs.md), with
  *                           the kinds of app/kinds.h; demo.crash and
  *                           demo.append only with --demo-unsafe
  *
