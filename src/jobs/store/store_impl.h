@@ -3,17 +3,18 @@
  *   writer.c        the store's life (open, close), the writer thread and its
  *                   queue, group commit, parking callers and waking them,
  *                   progress coalescing, watchers.
- *   store_sqlite.c  everything that speaks SQL: opening the database and its
- *                   schema, each write operation as the writer runs it
- *                   inside a transaction, and the read path (get, list,
- *                   counts) on the thread pool with read connections.
+ *   sqlite_*.c      everything that speaks SQL (sqlite.h has the map):
+ *                   opening the database and its schema, each write
+ *                   operation as the writer runs it inside a transaction,
+ *                   the calls that submit them, and the read path (get,
+ *                   list, counts) on the thread pool with read connections.
  *   store_held.c    the jobs a peek handed out and not yet started: the
  *                   fence that keeps a cancel from racing a job to a worker.
  *   ids.c           job ids and the durable sequence.
  *   job.c           the state machine, backoff, validation.
  *
  * A write operation is a coil__store_req on the calling task's stack. Its
- * `op` selects what the writer runs; its exec function (store_sqlite.c,
+ * `op` selects what the writer runs; its exec function (sqlite_write.c,
  * ids.c) returns an SQLite result code: SQLITE_OK when the operation went
  * through the database normally, whatever its own outcome (`err`: 0,
  * -ENOENT, -EINVAL, ...), or an SQLite error that dooms the whole
@@ -140,7 +141,7 @@ typedef struct coil__held_change {
     bool added;                 /* added (else removed) */
 } coil__held_change;
 
-/* Prepared statements of the write connection (store_sqlite.c has the SQL). */
+/* Prepared statements of the write connection (sqlite_open.c has the SQL). */
 typedef enum coil__stmt {
     COIL__STMT_BEGIN,
     COIL__STMT_COMMIT,
@@ -219,7 +220,7 @@ int coil__store_submit(coil__store *s, coil__store_req *r);
  * published when (and only if) the transaction commits. */
 void coil__store_note_event(coil__store *s, const coil__job_event *ev);
 
-/* ------------------------------------------------------------------ store_sqlite.c */
+/* ------------------------------------------------------------------ sqlite_*.c */
 
 /* Writer thread. Opens DIR, its lock and the database, creates or checks
  * the schema, prepares the statements. Returns 0 or a negative error, with

@@ -1,0 +1,563 @@
+/* jobs/store/sqlite_write.c: the write operations, each an exec function the
+ * writer thread runs inside its group transaction (store_impl.h has their
+ * contract). The held set (store_held.c) fences cancels from jobs a peek
+ * handed out.
+ */
+#include "jobs/store/sqlite.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ writes */
+
+/* What the writes need to know about a job before changing it. */
+typedef struct job_head {
+    int64_t seq;
+    char kind[COIL__JOB_KIND_MAX + 1];
+    coil__job_state state;
+    int attempts, max_attempts;
+    int64_t backoff_base, backoff_cap, run_at;
+    bool cancel_requested;
+    int progress;
+} job_head;
+
+/* Reads a job's head. Sets *found. Returns an SQLite code. */
+static int lookup(coil__store *s, const char *id, job_head *h, bool *found) {
+    sqlite3_stmt *st = s->stmt[COIL__STMT_LOOKUP];
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    if (*found) {
+        h->seq = sqlite3_column_int64(st, 0);
+        snprintf(h->kind, sizeof h->kind, "%s", (const char *)sqlite3_column_text(st, 1));
+        h->state = (coil__job_state)sqlite3_column_int(st, 2);
+        h->attempts = sqlite3_column_int(st, 3);
+        h->max_attempts = sqlite3_column_int(st, 4);
+        h->backoff_base = sqlite3_column_int64(st, 5);
+        h->backoff_cap = sqlite3_column_int64(st, 6);
+        h->cancel_requested = sqlite3_column_int(st, 7) != 0;
+        h->run_at = sqlite3_column_int64(st, 8);
+        h->progress = sqlite3_column_int(st, 9);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* lookup() for request `r`: a job that is not there is the request's own
+ * outcome (-ENOENT), not the transaction's. */
+static int lookup_for(coil__store *s, coil__store_req *r, const char *id, job_head *h,
+                      bool *found) {
+    int rc = lookup(s, id, h, found);
+    if (rc == SQLITE_OK && !*found) r->err = -ENOENT;
+    return rc;
+}
+
+static void event_set(coil__job_event *ev, const char *id, const char *kind,
+                      coil__job_state state, int attempts, int64_t run_at) {
+    memset(ev, 0, sizeof *ev);
+    memcpy(ev->id, id, COIL__JOB_ID_SIZE);
+    snprintf(ev->kind, sizeof ev->kind, "%s", kind);
+    ev->state = state;
+    ev->attempts = attempts;
+    ev->run_at = run_at;
+}
+
+static void note_head(coil__store *s, const char *id, const job_head *h, coil__job_state state) {
+    coil__job_event ev;
+    event_set(&ev, id, h->kind, state, h->attempts, h->run_at);
+    ev.progress = h->progress;
+    ev.cancel_requested = h->cancel_requested;
+    coil__store_note_event(s, &ev);
+}
+
+static int bind_text_or_null(sqlite3_stmt *st, int i, const char *s) {
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+/* Runs a bound write statement and clears its bindings. */
+static int run_bound(sqlite3_stmt *st) {
+    int rc = coil__stmt_run(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int exec_enqueue(coil__store *s, coil__store_req *r) {
+    const coil__job_spec *sp = r->u.enqueue.spec;
+    coil__enqueued *out = r->u.enqueue.out;
+    if (sp->idem_key) {
+        sqlite3_stmt *st = s->stmt[COIL__STMT_FIND_KEY];
+        sqlite3_bind_text(st, 1, sp->idem_key, -1, SQLITE_STATIC);
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            snprintf(out->id, sizeof out->id, "%s", (const char *)sqlite3_column_text(st, 0));
+            out->state = (coil__job_state)sqlite3_column_int(st, 1);
+            out->duplicate = true;
+        }
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        if (rc == SQLITE_ROW) return SQLITE_OK;
+        if (rc != SQLITE_DONE) return rc;
+    }
+    int64_t now = coil__wall_ms();
+    int64_t run_at = sp->run_at ? sp->run_at : now;
+    sqlite3_stmt *st = s->stmt[COIL__STMT_INSERT];
+    sqlite3_bind_text(st, 1, r->u.enqueue.id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, sp->kind, -1, SQLITE_STATIC);
+    if (sp->payload_len) sqlite3_bind_blob64(st, 3, sp->payload, sp->payload_len, SQLITE_STATIC);
+    else sqlite3_bind_zeroblob(st, 3, 0);
+    sqlite3_bind_int(st, 4, sp->priority);
+    sqlite3_bind_int64(st, 5, run_at);
+    bind_text_or_null(st, 6, sp->idem_key);
+    sqlite3_bind_int(st, 7, sp->max_attempts ? sp->max_attempts : COIL__JOB_DEFAULT_MAX_ATTEMPTS);
+    sqlite3_bind_int64(st, 8, sp->backoff_base_ms ? sp->backoff_base_ms
+                                                  : COIL__JOB_DEFAULT_BACKOFF_BASE_MS);
+    sqlite3_bind_int64(st, 9, sp->backoff_cap_ms ? sp->backoff_cap_ms
+                                                 : COIL__JOB_DEFAULT_BACKOFF_CAP_MS);
+    sqlite3_bind_int64(st, 10, sp->timeout_ms);
+    sqlite3_bind_int64(st, 11, now);
+    int rc = run_bound(st);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        r->err = -EEXIST; /* an id collision: 2^-128; the statement left nothing */
+        return SQLITE_OK;
+    }
+    if (rc != SQLITE_OK) return rc;
+    memcpy(out->id, r->u.enqueue.id, COIL__JOB_ID_SIZE);
+    out->state = COIL__JOB_QUEUED;
+    out->duplicate = false;
+    coil__job_event ev;
+    event_set(&ev, out->id, sp->kind, COIL__JOB_QUEUED, 0, run_at);
+    coil__store_note_event(s, &ev);
+    return SQLITE_OK;
+}
+
+/* Steps a statement that answers one integer or NULL. Sets *found and
+ * *value. Returns an SQLite code. */
+static int step_int(sqlite3_stmt *st, bool *found, int64_t *value) {
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+    *value = *found ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* The highest priority below `below` (none: INT64_MAX means from the top)
+ * that has runnable or delayed jobs. */
+static int priority_below(coil__store *s, int64_t below, bool *found, int64_t *prio) {
+    sqlite3_stmt *st = s->stmt[below == INT64_MAX ? COIL__STMT_TOP_PRIORITY
+                                                  : COIL__STMT_NEXT_PRIORITY];
+    if (below != INT64_MAX) sqlite3_bind_int64(st, 1, below);
+    return step_int(st, found, prio);
+}
+
+/* When will a job that is not due yet become due? The earliest run_at
+ * among the waiting jobs of every priority level, or 0 if none waits. */
+static int next_run_at(coil__store *s, int64_t *out) {
+    int64_t now = coil__wall_ms(), prio = INT64_MAX, next = 0;
+    bool found;
+    int rc;
+    while ((rc = priority_below(s, prio, &found, &prio)) == SQLITE_OK && found) {
+        sqlite3_stmt *st = s->stmt[COIL__STMT_NEXT_AT_PRIORITY];
+        sqlite3_bind_int64(st, 1, prio);
+        sqlite3_bind_int64(st, 2, now);
+        int64_t at;
+        bool waiting;
+        if ((rc = step_int(st, &waiting, &at)) != SQLITE_OK) return rc;
+        if (waiting && (!next || at < next)) next = at;
+    }
+    *out = next;
+    return rc;
+}
+
+/* The best due job: the oldest due one of the highest priority level that
+ * has one. Sets *seq (0: none) and *from (its state). */
+static int pick_due(coil__store *s, int64_t now, int64_t *seq, coil__job_state *from) {
+    int64_t prio = INT64_MAX;
+    bool found;
+    int rc;
+    *seq = 0;
+    while ((rc = priority_below(s, prio, &found, &prio)) == SQLITE_OK && found) {
+        sqlite3_stmt *st = s->stmt[COIL__STMT_DUE_AT_PRIORITY];
+        sqlite3_bind_int64(st, 1, prio);
+        sqlite3_bind_int64(st, 2, now);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *seq = sqlite3_column_int64(st, 0);
+            *from = (coil__job_state)sqlite3_column_int(st, 1);
+        }
+        sqlite3_reset(st);
+        if (rc == SQLITE_ROW) return SQLITE_OK;
+        if (rc != SQLITE_DONE) return rc;
+    }
+    return rc;
+}
+
+/* Claims the best runnable job into *out, or sets *out = NULL if there is
+ * none. Returns an SQLite code. */
+static int claim_one(coil__store *s, const char *owner, int64_t now, coil__job **out) {
+    *out = NULL;
+    int64_t seq;
+    coil__job_state from = COIL__JOB_QUEUED;
+    int rc = pick_due(s, now, &seq, &from);
+    if (rc != SQLITE_OK || !seq) return rc;
+    /* The pick only sees queued and failed jobs; both may run. */
+    if (coil__job_transition(from, COIL__JOB_RUNNING) != 0) return SQLITE_CORRUPT;
+
+    sqlite3_stmt *st = s->stmt[COIL__STMT_CLAIM];
+    sqlite3_bind_int64(st, 1, seq);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *out = coil__job_from_row(s, st, true);
+        /* The row is claimed already: without a record for the caller the
+         * transaction must not stand. */
+        rc = *out ? SQLITE_OK : SQLITE_NOMEM;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_CORRUPT; /* picked a moment ago in this transaction */
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+static int exec_claim(coil__store *s, coil__store_req *r) {
+    int64_t now = coil__wall_ms();
+    while (r->u.claim.n < r->u.claim.max) {
+        coil__job *job;
+        int rc = claim_one(s, r->u.claim.owner, now, &job);
+        if (rc != SQLITE_OK) return rc;
+        if (!job) break;
+        r->u.claim.jobs[r->u.claim.n++] = job;
+        coil__job_event ev;
+        event_set(&ev, job->id, job->kind, COIL__JOB_RUNNING, job->attempts, job->run_at);
+        coil__store_note_event(s, &ev);
+    }
+    if (r->u.claim.n) return SQLITE_OK;
+    r->err = -EAGAIN;
+    return next_run_at(s, &r->u.claim.next_run_at);
+}
+
+/* Starts job `id` for request `r`: queued or failed -> running, attempts
+ * + 1, leased to `owner`. A job that cannot start is the request's own
+ * outcome (r->err). *attempts (may be NULL) gets the new count. */
+static int start_job(coil__store *s, coil__store_req *r, const char *id, const char *owner,
+                     int *attempts) {
+    job_head h;
+    bool found;
+    int rc = lookup_for(s, r, id, &h, &found);
+    if (rc != SQLITE_OK || !found) return rc;
+    /* Started or not, a peek's hold ends here. */
+    if ((rc = coil__held_remove(s, h.seq)) != SQLITE_OK) return rc;
+    r->err = coil__job_transition(h.state, COIL__JOB_RUNNING);
+    if (r->err) return SQLITE_OK;
+    int64_t now = coil__wall_ms();
+    sqlite3_stmt *st = s->stmt[COIL__STMT_START];
+    sqlite3_bind_int64(st, 1, h.seq);
+    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, now);
+    rc = run_bound(st);
+    if (rc != SQLITE_OK) return rc;
+    h.attempts++;
+    if (attempts) *attempts = h.attempts;
+    note_head(s, id, &h, COIL__JOB_RUNNING);
+    return SQLITE_OK;
+}
+
+/* One job, by id, from queued or failed to running. */
+static int exec_start(coil__store *s, coil__store_req *r) {
+    return start_job(s, r, r->u.start.id, r->u.start.owner, &r->u.start.attempts);
+}
+
+static int exec_complete(coil__store *s, coil__store_req *r) {
+    job_head h;
+    bool found;
+    const char *id = r->u.complete.id;
+    if (r->u.complete.owner) {
+        int rc = start_job(s, r, id, r->u.complete.owner, NULL);
+        if (rc != SQLITE_OK || r->err) return rc;
+    }
+    int rc = lookup_for(s, r, id, &h, &found);
+    if (rc != SQLITE_OK || !found) return rc;
+    r->err = coil__job_transition(h.state, COIL__JOB_SUCCEEDED);
+    if (r->err) return SQLITE_OK;
+    const coil__job_result *res = r->u.complete.res;
+    const char *file = r->u.complete.file;
+    int64_t now = coil__wall_ms();
+    sqlite3_stmt *st = s->stmt[COIL__STMT_COMPLETE];
+    sqlite3_bind_int64(st, 1, h.seq);
+    if (!file && res->len) sqlite3_bind_blob64(st, 2, res->data, res->len, SQLITE_STATIC);
+    else sqlite3_bind_null(st, 2);
+    bool has_result = file || res->len;
+    bind_text_or_null(st, 3, !has_result ? NULL
+                             : res->content_type ? res->content_type
+                                                 : DEFAULT_CONTENT_TYPE);
+    bind_text_or_null(st, 4, file);
+    sqlite3_bind_int64(st, 5, now);
+    rc = run_bound(st);
+    if (rc != SQLITE_OK) return rc;
+    h.progress = 100;
+    note_head(s, id, &h, COIL__JOB_SUCCEEDED);
+    return SQLITE_OK;
+}
+
+static int exec_fail(coil__store *s, coil__store_req *r) {
+    job_head h;
+    bool found;
+    const char *id = r->u.fail.id;
+    if (r->u.fail.owner) {
+        int rc = start_job(s, r, id, r->u.fail.owner, NULL);
+        if (rc != SQLITE_OK || r->err) return rc;
+    }
+    int rc = lookup_for(s, r, id, &h, &found);
+    if (rc != SQLITE_OK || !found) return rc;
+    if (h.state != COIL__JOB_RUNNING) {
+        r->err = -EINVAL;
+        return SQLITE_OK;
+    }
+    coil__job_state to = h.cancel_requested             ? COIL__JOB_CANCELLED
+                         : h.attempts < h.max_attempts ? COIL__JOB_FAILED
+                                                       : COIL__JOB_DEAD;
+    r->err = coil__job_transition(h.state, to);
+    if (r->err) return SQLITE_OK;
+    int64_t now = coil__wall_ms();
+    if (to == COIL__JOB_FAILED)
+        h.run_at = coil__job_next_run_at(now, (unsigned)h.attempts, h.backoff_base,
+                                         h.backoff_cap, &s->rng);
+    const coil__job_error *e = r->u.fail.error;
+    sqlite3_stmt *st = s->stmt[COIL__STMT_FAIL];
+    sqlite3_bind_int64(st, 1, h.seq);
+    sqlite3_bind_int(st, 2, to);
+    sqlite3_bind_int64(st, 3, h.run_at);
+    bind_text_or_null(st, 4, e ? e->message : NULL);
+    sqlite3_bind_int(st, 5, e ? e->signal : 0);
+    sqlite3_bind_int(st, 6, e ? e->exit_status : -1);
+    sqlite3_bind_int(st, 7, e && e->oom);
+    sqlite3_bind_int64(st, 8, coil__job_state_final(to) ? now : 0);
+    sqlite3_bind_int64(st, 9, now);
+    rc = run_bound(st);
+    if (rc != SQLITE_OK) return rc;
+    r->u.fail.state = to;
+    note_head(s, id, &h, to);
+    return SQLITE_OK;
+}
+
+static int exec_cancel(coil__store *s, coil__store_req *r) {
+    job_head h;
+    bool found;
+    const char *id = r->u.cancel.id;
+    int rc = lookup_for(s, r, id, &h, &found);
+    if (rc != SQLITE_OK || !found) return rc;
+    r->u.cancel.state = h.state;
+    if (coil__job_state_final(h.state)) {
+        r->err = -EALREADY;
+        return SQLITE_OK;
+    }
+    int64_t now = coil__wall_ms();
+    /* A held job may be in a worker already: it is stopped, not cancelled
+     * here (store_held.c), and answers as a running one. */
+    bool running = h.state == COIL__JOB_RUNNING || coil__held_has(s, h.seq);
+    if (running) r->u.cancel.state = COIL__JOB_RUNNING;
+    if (running && h.cancel_requested) return SQLITE_OK; /* asked already */
+    if (!running) {
+        r->err = coil__job_transition(h.state, COIL__JOB_CANCELLED);
+        if (r->err) return SQLITE_OK;
+    }
+    sqlite3_stmt *st = s->stmt[running ? COIL__STMT_CANCEL_FLAG : COIL__STMT_CANCEL_NOW];
+    sqlite3_bind_int64(st, 1, h.seq);
+    sqlite3_bind_int64(st, 2, now);
+    rc = run_bound(st);
+    if (rc != SQLITE_OK) return rc;
+    if (running) h.cancel_requested = true;
+    else r->u.cancel.state = COIL__JOB_CANCELLED;
+    note_head(s, id, &h, running ? h.state : COIL__JOB_CANCELLED);
+    return SQLITE_OK;
+}
+
+static int exec_requeue(coil__store *s, coil__store_req *r) {
+    COIL_ASSERT(coil__job_can_transition(COIL__JOB_RUNNING, COIL__JOB_QUEUED) &&
+                coil__job_can_transition(COIL__JOB_RUNNING, COIL__JOB_CANCELLED));
+    sqlite3_stmt *st = s->stmt[COIL__STMT_REQUEUE];
+    sqlite3_bind_int64(st, 1, coil__wall_ms());
+    int rc = run_bound(st);
+    if (rc != SQLITE_OK) return rc;
+    r->u.requeue.count = (size_t)sqlite3_changes64(s->db);
+    return SQLITE_OK;
+}
+
+/* release() of a job peeked and never started: no longer held, and
+ * cancelled if a cancel flagged it meanwhile; else it stays as it is. */
+static int release_held(coil__store *s, coil__store_req *r, const char *id, job_head *h) {
+    r->u.release.state = h->state;
+    if (!coil__held_has(s, h->seq)) {
+        r->err = -EINVAL;
+        return SQLITE_OK;
+    }
+    int rc = coil__held_remove(s, h->seq);
+    if (rc != SQLITE_OK || !h->cancel_requested) return rc;
+    r->err = coil__job_transition(h->state, COIL__JOB_CANCELLED);
+    if (r->err) return SQLITE_OK;
+    sqlite3_stmt *st = s->stmt[COIL__STMT_CANCEL_NOW];
+    sqlite3_bind_int64(st, 1, h->seq);
+    sqlite3_bind_int64(st, 2, coil__wall_ms());
+    if ((rc = run_bound(st)) != SQLITE_OK) return rc;
+    r->u.release.state = COIL__JOB_CANCELLED;
+    note_head(s, id, h, COIL__JOB_CANCELLED);
+    return SQLITE_OK;
+}
+
+static int exec_release(coil__store *s, coil__store_req *r) {
+    job_head h;
+    bool found;
+    const char *id = r->u.release.id;
+    int rc = lookup_for(s, r, id, &h, &found);
+    if (rc != SQLITE_OK || !found) return rc;
+    if (h.state != COIL__JOB_RUNNING) return release_held(s, r, id, &h);
+    coil__job_state to = h.cancel_requested ? COIL__JOB_CANCELLED : COIL__JOB_QUEUED;
+    r->err = coil__job_transition(h.state, to);
+    if (r->err) return SQLITE_OK;
+    sqlite3_stmt *st = s->stmt[COIL__STMT_RELEASE];
+    sqlite3_bind_int64(st, 1, h.seq);
+    sqlite3_bind_int(st, 2, to);
+    sqlite3_bind_int64(st, 3, coil__wall_ms());
+    rc = run_bound(st);
+    if (rc != SQLITE_OK) return rc;
+    if (h.attempts > 0) h.attempts--;
+    r->u.release.state = to;
+    note_head(s, id, &h, to);
+    return SQLITE_OK;
+}
+
+static bool seq_skipped(const uint64_t *skip, size_t n, uint64_t seq) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (skip[mid] == seq) return true;
+        if (skip[mid] < seq) lo = mid + 1;
+        else hi = mid;
+    }
+    return false;
+}
+
+/* Reads the full record of `seq` into *out. Returns an SQLite code. */
+static int read_by_seq(coil__store *s, int64_t seq, coil__job **out) {
+    sqlite3_stmt *st = s->stmt[COIL__STMT_BY_SEQ];
+    sqlite3_bind_int64(st, 1, seq);
+    int rc = sqlite3_step(st);
+    *out = NULL;
+    if (rc == SQLITE_ROW) {
+        *out = coil__job_from_row(s, st, true);
+        rc = *out ? SQLITE_OK : SQLITE_NOMEM;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_CORRUPT; /* the index named it a moment ago */
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* Adds the due jobs of priority `prio` to the peek, in claim order. Sets
+ * *full when the peek has all it may take. */
+static int peek_level(coil__store *s, coil__store_req *r, int64_t prio, int64_t now,
+                      size_t *bytes, bool *full) {
+    sqlite3_stmt *st = s->stmt[COIL__STMT_DUE_AT_PRIORITY];
+    sqlite3_bind_int64(st, 1, prio);
+    sqlite3_bind_int64(st, 2, now);
+    size_t max_bytes = r->u.peek.max_bytes;
+    int rc;
+    while (!*full && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t seq = sqlite3_column_int64(st, 0);
+        if (seq_skipped(r->u.peek.skip, r->u.peek.nskip, (uint64_t)seq)) continue;
+        coil__job *job;
+        rc = read_by_seq(s, seq, &job);
+        if (rc != SQLITE_OK) break;
+        if ((rc = coil__held_add(s, seq)) != SQLITE_OK) {
+            coil__job_free(job);
+            break;
+        }
+        r->u.peek.jobs[r->u.peek.n++] = job;
+        *bytes += job->payload_len;
+        *full = r->u.peek.n == r->u.peek.max || (max_bytes && *bytes >= max_bytes);
+    }
+    if (*full) rc = SQLITE_DONE;
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE || rc == SQLITE_OK ? SQLITE_OK : rc;
+}
+
+/* Runnable jobs in claim order, passing over `skip`: nothing changes. With
+ * none, the earliest run_at of a job not due yet. */
+static int exec_peek(coil__store *s, coil__store_req *r) {
+    int64_t now = coil__wall_ms(), prio = INT64_MAX;
+    size_t bytes = 0;
+    bool full = false, found;
+    int rc;
+    while (!full && (rc = priority_below(s, prio, &found, &prio)) == SQLITE_OK && found)
+        if ((rc = peek_level(s, r, prio, now, &bytes, &full)) != SQLITE_OK) return rc;
+    if (!full && rc != SQLITE_OK) return rc;
+    if (r->u.peek.n) return SQLITE_OK;
+    r->err = -EAGAIN;
+    return next_run_at(s, &r->u.peek.next_run_at);
+}
+
+int coil__store_exec(coil__store *s, coil__store_req *r) {
+    switch (r->op) {
+    case COIL__OP_ENQUEUE: return exec_enqueue(s, r);
+    case COIL__OP_CLAIM: return exec_claim(s, r);
+    case COIL__OP_COMPLETE: return exec_complete(s, r);
+    case COIL__OP_FAIL: return exec_fail(s, r);
+    case COIL__OP_CANCEL: return exec_cancel(s, r);
+    case COIL__OP_REQUEUE: return exec_requeue(s, r);
+    case COIL__OP_RELEASE: return exec_release(s, r);
+    case COIL__OP_PEEK: return exec_peek(s, r);
+    case COIL__OP_START: return exec_start(s, r);
+    case COIL__OP_NEXT_ID: return coil__ids_exec_next(s, r);
+    case COIL__OP_FLUSH: return SQLITE_OK;
+    default: COIL_ASSERT(!"not a write");
+    }
+    return SQLITE_MISUSE;
+}
+
+int coil__store_exec_progress(coil__store *s, const coil__progress *p, bool *changed,
+                              coil__job_event *ev) {
+    sqlite3_stmt *st = s->stmt[COIL__STMT_PROGRESS];
+    sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, p->percent);
+    bind_text_or_null(st, 3, p->message);
+    sqlite3_bind_int64(st, 4, coil__wall_ms());
+    int rc = sqlite3_step(st);
+    *changed = rc == SQLITE_ROW;
+    if (*changed) {
+        event_set(ev, p->id, (const char *)sqlite3_column_text(st, 0), COIL__JOB_RUNNING,
+                  sqlite3_column_int(st, 1), sqlite3_column_int64(st, 3));
+        ev->cancel_requested = sqlite3_column_int(st, 2) != 0;
+        ev->progress = p->percent;
+        snprintf(ev->message, sizeof ev->message, "%s", p->message ? p->message : "");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+void coil__store_req_discard(coil__store_req *r) {
+    if (r->op == COIL__OP_PEEK) {
+        for (size_t i = 0; i < r->u.peek.n; i++) {
+            coil__job_free(r->u.peek.jobs[i]);
+            r->u.peek.jobs[i] = NULL;
+        }
+        r->u.peek.n = 0;
+    }
+    if (r->op == COIL__OP_CLAIM) {
+        for (size_t i = 0; i < r->u.claim.n; i++) {
+            coil__job_free(r->u.claim.jobs[i]);
+            r->u.claim.jobs[i] = NULL;
+        }
+        r->u.claim.n = 0;
+    }
+}
