@@ -546,6 +546,14 @@ TEST(jobs_cancel_queued_and_running) {
     job_id held;
     enqueue(p.port, "demo.noop", NULL, "{}", &held);
     await_waiting(p.port, 1);
+    serve_reply d; /* the stall dump shows where it is */
+    serve_http(p.port, "GET", "/jobs/dump", NULL, NULL, &d);
+    ASSERT_EQ(d.status, 200);
+    char want[96];
+    snprintf(want, sizeof want, "job %s kind demo.noop", held.s);
+    if (!d.body || !strstr(d.body, want) || !strstr(d.body, "slot 0 busy"))
+        coil_test_fail(__FILE__, __LINE__, "GET /jobs/dump lacks %s:\n%s", want, d.body);
+    serve_reply_free(&d);
     snprintf(path, sizeof path, "/jobs/%s", held.s);
     j = call(p.port, "DELETE", path, NULL, NULL, 202);
     json_decref(j);

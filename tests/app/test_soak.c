@@ -285,11 +285,13 @@ static bool is_final(const char *st) {
            strcmp(st, "dead") == 0;
 }
 
+/* The states, in the store's order: the index of s->tally. */
+static const char *const state_names[6] = {"queued", "running", "succeeded",
+                                           "failed", "cancelled", "dead"};
+
 static int state_index(soak *s, const char *st) {
-    static const char *const names[6] = {"queued", "running", "succeeded",
-                                         "failed", "cancelled", "dead"};
     for (int i = 0; i < 6; i++)
-        if (strcmp(st, names[i]) == 0) return i;
+        if (strcmp(st, state_names[i]) == 0) return i;
     SOAK_FAIL(s, "unknown state %s", st);
 }
 
@@ -370,12 +372,10 @@ static void check_stats(soak *s) {
     json_t *stats = get_json(s, "/jobs/stats");
     if (!stats) SOAK_FAIL(s, "GET /jobs/stats: no answer");
     json_t *by_state = json_object_get(stats, "jobs"), *sched = json_object_get(stats, "scheduler");
-    static const char *const names[6] = {"queued", "running", "succeeded",
-                                         "failed", "cancelled", "dead"};
     for (int i = 0; i < 6; i++)
-        if (int_of(by_state, names[i]) != s->tally[i])
-            SOAK_FAIL(s, "/jobs/stats says %lld %s, the jobs say %lld", int_of(by_state, names[i]),
-                      names[i], s->tally[i]);
+        if (int_of(by_state, state_names[i]) != s->tally[i])
+            SOAK_FAIL(s, "/jobs/stats says %lld %s, the jobs say %lld",
+                      int_of(by_state, state_names[i]), state_names[i], s->tally[i]);
     if (int_of(sched, "running") != 0 || int_of(sched, "waiting") != 0)
         SOAK_FAIL(s, "all jobs are final, yet the scheduler has %lld running, %lld waiting",
                   int_of(sched, "running"), int_of(sched, "waiting"));

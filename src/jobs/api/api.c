@@ -329,12 +329,9 @@ static void jobs_metrics(coil_http_metrics_out *out, void *arg) {
 
 static int job_dump(coil_http_request *req, coil_http_response *res, void *arg) {
     (void)req;
-    char *text = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&text, &len);
-    if (!out) return coil_http_respond_error(res, 500, "out of memory");
-    coil_jobs_dump(arg, out);
-    int err = fclose(out) ? -ENOMEM : coil_http_respond(res, 200, "text/plain", text, len);
+    char *text = coil__jobs_dump_text(arg);
+    if (!text) return coil_http_respond_error(res, 500, "out of memory");
+    int err = coil_http_respond(res, 200, "text/plain", text, strlen(text));
     free(text);
     return err;
 }

@@ -18,6 +18,7 @@
 #include "jobs/service/service.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static const char *slot_state_name(slot_state st) {
     switch (st) {
@@ -89,13 +90,16 @@ static coil_result dump_main(void *arg) {
     return coil_ok(text);
 }
 
-void coil_jobs_dump(coil_jobs *j, FILE *out) {
+char *coil__jobs_dump_text(coil_jobs *j) {
     coil_remote *r = coil_submit(j->loop, dump_main, j);
     coil_result res = {0};
-    if (!r || coil_remote_wait(r, &res, COIL_SEC(5)) != 0 || res.err) {
-        fprintf(out, "jobs: the jobs loop did not answer the dump\n");
-        return;
-    }
-    fputs(res.value, out);
-    free(res.value);
+    if (!r || coil_remote_wait(r, &res, COIL_SEC(5)) != 0 || res.err)
+        return strdup("jobs: the jobs loop did not answer the dump\n");
+    return res.value;
+}
+
+void coil_jobs_dump(coil_jobs *j, FILE *out) {
+    char *text = coil__jobs_dump_text(j);
+    fputs(text ? text : "jobs: out of memory for the dump\n", out);
+    free(text);
 }

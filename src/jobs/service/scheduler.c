@@ -40,8 +40,9 @@
  * The store's watcher (a plain callback on this loop) sets `wake` when a job
  * becomes runnable, and marks cancelled and flagged jobs: a job in the pool
  * has its runner's scope cancelled (the pool sends a cancel frame, then
- * SIGTERM, then SIGKILL); a job still in `ready` is given back (released:
- * the store cancels it) when its turn comes.
+ * SIGTERM, then SIGKILL); a job still in `ready` is given back at once by
+ * a giver task (released: the store cancels it), and its runner frees it
+ * when its turn comes.
  *
  * How outcomes are recorded:
  *

@@ -108,6 +108,12 @@ int coil__sched_start(coil_jobs *j);
  * scheduler. Jobs loop task. Suspends. */
 void coil__sched_stop(coil_jobs *j, coil_time grace);
 
+/* ------------------------------------------------------------------ dump.c */
+
+/* coil_jobs_dump's report as a string (malloc'd, the caller frees it; NULL
+ * on ENOMEM). Same threads and suspension as coil_jobs_dump. */
+char *coil__jobs_dump_text(coil_jobs *j);
+
 /* ------------------------------------------------------------------ api_doc.c */
 
 /* The status document of `job` (a json_t *, new reference; NULL on ENOMEM). */

@@ -7,6 +7,7 @@
  */
 #include "jobs/store/sqlite.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>

@@ -5,13 +5,9 @@
  */
 #include "jobs/store/sqlite.h"
 
-#include <fcntl.h>
-#include <stdlib.h>
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/random.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 /* ------------------------------------------------------------------ writes */
 
