@@ -322,6 +322,8 @@ static coil_result recorder_main(void *arg) {
         /* Never started in the store, so it is still queued there: it runs
          * again. Not at once, or a full store would make a busy loop. */
         atomic_fetch_add(&j->stats.store_errors, 1);
+        coil__log("jobs: cannot record the start of job %s: %s; it runs again later",
+                  r->sj->rec->id, coil_strerror(started.err));
         pause_for_store(j);
     }
     coil_scope_exit(&shield);

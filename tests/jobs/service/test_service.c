@@ -333,8 +333,19 @@ TEST(start_refuses_bad_setups) {
 static coil_result readonly_main(void *arg) {
     fixture *f = arg;
     coil__store *store = f->jobs->store;
-    enqueue(f, 0, "s.sleep", "200", 0, 0);
-    await_stats(f, (coil_jobs_stats){.running = 1});
+    enqueue(f, 0, "s.sleep", "400", 0, 0);
+    /* `running` counts a job as it reaches its worker, before the store has
+     * its start: wait for the start, so that only the outcome is refused. */
+    coil_time started_by = coil_now() + COIL_SEC(10);
+    for (;;) {
+        coil__job *job = read_job(store, f, 0);
+        coil__job_state state = job->state;
+        coil__job_free(job);
+        if (state == COIL__JOB_RUNNING) break;
+        ASSERT_EQ(state, COIL__JOB_QUEUED);
+        ASSERT(coil_now() < started_by);
+        coil_sleep(COIL_MSEC(2));
+    }
     ASSERT_EQ(coil__store_set_readonly(store, true), 0);
     char id[COIL_JOB_ID_SIZE];
     ASSERT_EQ(coil_jobs_enqueue(f->jobs, "s.ok", "{}", 2, NULL, id, NULL), -EROFS);
