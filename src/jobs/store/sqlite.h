@@ -9,8 +9,8 @@
  *
  * The schema. One row per job in `jobs`, keyed by `seq` (the rowid: insert
  * order, the cursor of list pages) and by `id` (unique). A partial index
- * holds only runnable candidates (queued and failed), ordered the way claim
- * wants them, so claiming stays cheap however many finished jobs pile up.
+ * holds only runnable candidates (queued and failed), ordered the way peek
+ * wants them, so peeking stays cheap however many finished jobs pile up.
  * The durable sequence is a row of `counters` (ids.c).
  *
  * Every state change checks coil__job_transition() (job.c) before it

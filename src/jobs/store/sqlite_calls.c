@@ -24,21 +24,6 @@ int coil__store_enqueue(coil__store *s, const coil__job_spec *spec, coil__enqueu
     return coil__store_submit(s, &r);
 }
 
-int coil__store_claim_batch(coil__store *s, const char *owner, coil__job **jobs, size_t max,
-                            size_t *n, int64_t *next_run_at) {
-    if (n) *n = 0;
-    if (!owner || !jobs || !n || max == 0) return -EINVAL;
-    coil__store_req r = {.op = COIL__OP_CLAIM};
-    r.u.claim.owner = owner;
-    r.u.claim.jobs = jobs;
-    r.u.claim.max = max;
-    int err = coil__store_submit(s, &r);
-    if (err == -EAGAIN && next_run_at) *next_run_at = r.u.claim.next_run_at;
-    if (err) return err;
-    *n = r.u.claim.n;
-    return 0;
-}
-
 int coil__store_peek(coil__store *s, const uint64_t *skip, size_t nskip, coil__job **jobs,
                      size_t max, size_t max_bytes, size_t *n, int64_t *next_run_at) {
     if (n) *n = 0;
@@ -65,13 +50,6 @@ int coil__store_start(coil__store *s, const char *id, const char *owner, int *at
     int err = coil__store_submit(s, &r);
     if (!err && attempts) *attempts = r.u.start.attempts;
     return err;
-}
-
-int coil__store_claim(coil__store *s, const char *owner, coil__job **out, int64_t *next_run_at) {
-    if (!out) return -EINVAL;
-    size_t n;
-    *out = NULL;
-    return coil__store_claim_batch(s, owner, out, 1, &n, next_run_at);
 }
 
 /* A result file name: one path component. */

@@ -216,8 +216,6 @@ static const char *const stmt_sql[COIL__STMT_COUNT] = {
         "INSERT INTO jobs (id, kind, payload, priority, run_at, idem_key, max_attempts,"
         " backoff_base, backoff_cap, timeout, state, created, updated)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11)",
-    [COIL__STMT_CLAIM] = "UPDATE jobs SET state = 1, attempts = attempts + 1, lease_owner = ?2,"
-                         " started = ?3, updated = ?3 WHERE seq = ?1 RETURNING " FULL_COLUMNS,
     [COIL__STMT_LOOKUP] = "SELECT seq, kind, state, attempts, max_attempts, backoff_base,"
                           " backoff_cap, cancel_requested, run_at, progress"
                           " FROM jobs WHERE id = ?1",
@@ -248,7 +246,7 @@ static const char *const stmt_sql[COIL__STMT_COUNT] = {
         "UPDATE jobs SET state = ?2, attempts = max(attempts - 1, 0), lease_owner = NULL,"
         " finished = CASE WHEN ?2 = 4 THEN ?3 ELSE finished END, updated = ?3"
         " WHERE seq = ?1",
-    /* claim and peek walk the runnable jobs one priority level at a time,
+    /* peek walks the runnable jobs one priority level at a time,
      * each a range of jobs_runnable: delayed jobs cost nothing until they
      * are due, however many there are. INDEXED BY: without statistics the
      * planner would rather sort the queued jobs by way of jobs_by_state. */

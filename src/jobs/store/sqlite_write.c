@@ -173,75 +173,6 @@ static int next_run_at(coil__store *s, int64_t *out) {
     return rc;
 }
 
-/* The best due job: the oldest due one of the highest priority level that
- * has one. Sets *seq (0: none) and *from (its state). */
-static int pick_due(coil__store *s, int64_t now, int64_t *seq, coil__job_state *from) {
-    int64_t prio = INT64_MAX;
-    bool found;
-    int rc;
-    *seq = 0;
-    while ((rc = priority_below(s, prio, &found, &prio)) == SQLITE_OK && found) {
-        sqlite3_stmt *st = s->stmt[COIL__STMT_DUE_AT_PRIORITY];
-        sqlite3_bind_int64(st, 1, prio);
-        sqlite3_bind_int64(st, 2, now);
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            *seq = sqlite3_column_int64(st, 0);
-            *from = (coil__job_state)sqlite3_column_int(st, 1);
-        }
-        sqlite3_reset(st);
-        if (rc == SQLITE_ROW) return SQLITE_OK;
-        if (rc != SQLITE_DONE) return rc;
-    }
-    return rc;
-}
-
-/* Claims the best runnable job into *out, or sets *out = NULL if there is
- * none. Returns an SQLite code. */
-static int claim_one(coil__store *s, const char *owner, int64_t now, coil__job **out) {
-    *out = NULL;
-    int64_t seq;
-    coil__job_state from = COIL__JOB_QUEUED;
-    int rc = pick_due(s, now, &seq, &from);
-    if (rc != SQLITE_OK || !seq) return rc;
-    /* The pick only sees queued and failed jobs; both may run. */
-    if (coil__job_transition(from, COIL__JOB_RUNNING) != 0) return SQLITE_CORRUPT;
-
-    sqlite3_stmt *st = s->stmt[COIL__STMT_CLAIM];
-    sqlite3_bind_int64(st, 1, seq);
-    sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, now);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *out = coil__job_from_row(s, st, true);
-        /* The row is claimed already: without a record for the caller the
-         * transaction must not stand. */
-        rc = *out ? SQLITE_OK : SQLITE_NOMEM;
-    } else if (rc == SQLITE_DONE) {
-        rc = SQLITE_CORRUPT; /* picked a moment ago in this transaction */
-    }
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc;
-}
-
-static int exec_claim(coil__store *s, coil__store_req *r) {
-    int64_t now = coil__wall_ms();
-    while (r->u.claim.n < r->u.claim.max) {
-        coil__job *job;
-        int rc = claim_one(s, r->u.claim.owner, now, &job);
-        if (rc != SQLITE_OK) return rc;
-        if (!job) break;
-        r->u.claim.jobs[r->u.claim.n++] = job;
-        coil__job_event ev;
-        event_set(&ev, job->id, job->kind, COIL__JOB_RUNNING, job->attempts, job->run_at);
-        coil__store_note_event(s, &ev);
-    }
-    if (r->u.claim.n) return SQLITE_OK;
-    r->err = -EAGAIN;
-    return next_run_at(s, &r->u.claim.next_run_at);
-}
-
 /* Starts job `id` for request `r`: queued or failed -> running, attempts
  * + 1, leased to `owner`. A job that cannot start is the request's own
  * outcome (r->err). *attempts (may be NULL) gets the new count. */
@@ -505,7 +436,6 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
 int coil__store_exec(coil__store *s, coil__store_req *r) {
     switch (r->op) {
     case COIL__OP_ENQUEUE: return exec_enqueue(s, r);
-    case COIL__OP_CLAIM: return exec_claim(s, r);
     case COIL__OP_COMPLETE: return exec_complete(s, r);
     case COIL__OP_FAIL: return exec_fail(s, r);
     case COIL__OP_CANCEL: return exec_cancel(s, r);
@@ -548,12 +478,5 @@ void coil__store_req_discard(coil__store_req *r) {
             r->u.peek.jobs[i] = NULL;
         }
         r->u.peek.n = 0;
-    }
-    if (r->op == COIL__OP_CLAIM) {
-        for (size_t i = 0; i < r->u.claim.n; i++) {
-            coil__job_free(r->u.claim.jobs[i]);
-            r->u.claim.jobs[i] = NULL;
-        }
-        r->u.claim.n = 0;
     }
 }

@@ -21,8 +21,8 @@
  * read connections of their own; WAL lets them read while the writer
  * writes. A read sees every write acknowledged before it started.
  *
- * Delivery is at least once: claim() hands a job to a worker and marks it
- * running with a lease; if the process dies, requeue_running() at the next
+ * Delivery is at least once: peek() hands a job to a worker, start() marks
+ * it running with a lease; if the process dies, requeue_running() at the next
  * start puts the job back in the queue. docs/jobs.md ("Store and
  * guarantees") states exactly what is durable when.
  *
@@ -49,7 +49,7 @@
  * The legal transitions (job.c holds them as a table):
  *
  *     from      to         by
- *     queued    running    claim, start
+ *     queued    running    start (or a claim, on PostgreSQL)
  *     queued    cancelled  cancel (not while a peek holds it: then it is
  *                          flagged, and release() cancels it)
  *     running   succeeded  complete
@@ -60,7 +60,7 @@
  *     running   dead       requeue_running, with no attempts left
  *     running   queued     requeue_running, at start (its process died);
  *                          release (claimed, never ran)
- *     failed    running    claim or start, from run_at on
+ *     failed    running    start, from run_at on
  *     failed    cancelled  cancel
  *
  * succeeded, cancelled and dead are final. */
@@ -230,31 +230,20 @@ const char *coil__store_results_dir(const coil__store *s);
  * -ENOSPC, -EIO, -ENOMEM; then nothing was written). Suspends. */
 int coil__store_enqueue(coil__store *s, const coil__job_spec *spec, coil__enqueued *out);
 
-/* Claims the next runnable job: state queued or failed with run_at <= now,
- * highest priority first, then oldest run_at, then oldest enqueue. It
- * becomes running, leased to `owner` (copied; e.g. "pid:1234"), with
- * attempts incremented. Returns 0 with *out set (the caller frees it), or
- * -EAGAIN if nothing is runnable now, with *next_run_at (may be NULL) set to
- * the earliest run_at of a waiting job, or 0 if there is none. Suspends. */
-int coil__store_claim(coil__store *s, const char *owner, coil__job **out, int64_t *next_run_at);
-
-/* Claims up to `max` runnable jobs at once, in the order claim() would, in
- * one write (one fsync for the lot). Returns 0 with jobs[0..*n) set (*n >=
- * 1; the caller frees each), or -EAGAIN with *n = 0 and *next_run_at as for
- * claim(), or an error. Suspends. */
-int coil__store_claim_batch(coil__store *s, const char *owner, coil__job **jobs, size_t max,
-                            size_t *n, int64_t *next_run_at);
-
 /* The scheduler's way to claim (see jobs/service/scheduler.c): peek, then start.
  *
- * Reads up to `max` runnable jobs in claim order without changing them,
+ * Reads up to `max` runnable jobs in claim order (state queued or failed
+ * with run_at <= now, highest priority first, then oldest run_at, then
+ * oldest enqueue) without changing them,
  * passing over the jobs whose seq is in `skip` (ascending; the caller holds
  * those already), and stopping once their payloads add up to `max_bytes`
  * (0: no limit; the first job is read whatever its size). Runs in the
  * writer's order: it sees every write submitted before it. The jobs read
  * are held (store_held.c) until start() or release(): a cancel meanwhile
  * only flags them. Returns 0 with jobs[0..*n) set (*n >= 1; the caller frees
- * each), -EAGAIN with *next_run_at as for claim(), or an error. Suspends. */
+ * each), -EAGAIN if nothing is runnable now, with *next_run_at (may be NULL) set to
+ * the earliest run_at of a waiting job, or 0 if there is none, or an error.
+ * Suspends. */
 int coil__store_peek(coil__store *s, const uint64_t *skip, size_t nskip, coil__job **jobs,
                      size_t max, size_t max_bytes, size_t *n, int64_t *next_run_at);
 /* Starts one job: queued or failed -> running, leased to `owner`, attempts

@@ -41,7 +41,6 @@ typedef enum coil__store_op {
     COIL__OP_PRAGMA,
     /* Writes: grouped into one transaction with their neighbours. */
     COIL__OP_ENQUEUE,
-    COIL__OP_CLAIM,
     COIL__OP_COMPLETE,
     COIL__OP_FAIL,
     COIL__OP_CANCEL,
@@ -72,13 +71,6 @@ typedef struct coil__store_req {
             char id[COIL__JOB_ID_SIZE];   /* the new job's id, made by the caller */
             coil__enqueued *out;
         } enqueue;
-        struct {
-            const char *owner;
-            coil__job **jobs;             /* out: the claimed jobs (caller's array) */
-            size_t max;                   /* room in jobs */
-            size_t n;                     /* out: how many */
-            int64_t next_run_at;          /* out, when nothing is runnable */
-        } claim;
         struct {
             const char *id;
             const coil__job_result *res;
@@ -148,7 +140,6 @@ typedef enum coil__stmt {
     COIL__STMT_ROLLBACK,
     COIL__STMT_FIND_KEY,
     COIL__STMT_INSERT,
-    COIL__STMT_CLAIM,
     COIL__STMT_LOOKUP,
     COIL__STMT_COMPLETE,
     COIL__STMT_FAIL,

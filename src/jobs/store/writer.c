@@ -1,7 +1,7 @@
 /* jobs/store/writer.c: the store's single writer and its group commit.
  *
  * All writes go through one thread that owns the only write connection. The
- * loops never wait on SQLite: a write call (enqueue, claim, complete, ...)
+ * loops never wait on SQLite: a write call (enqueue, start, complete, ...)
  * fills a coil__store_req on its own stack, queues it under the store's
  * lock, and parks its task. The rest of the loop goes on.
  *

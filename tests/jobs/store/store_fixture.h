@@ -69,6 +69,23 @@ static inline int fx_cmp_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* What a claim was before the scheduler's peek and start: takes the next
+ * runnable job (peek one, start it) and returns its record as it is now.
+ * Returns 0 with *out set (the caller frees it), -EAGAIN with *next_run_at
+ * (may be NULL) as peek sets it, or an error. Suspends. */
+static inline int fx_claim(coil__store *s, const char *owner, coil__job **out,
+                           int64_t *next_run_at) {
+    coil__job *peeked = NULL;
+    size_t n = 0;
+    *out = NULL;
+    int err = coil__store_peek(s, NULL, 0, &peeked, 1, 0, &n, next_run_at);
+    if (err) return err;
+    err = coil__store_start(s, peeked->id, owner, NULL);
+    if (!err) err = coil__store_get(s, peeked->id, out);
+    coil__job_free(peeked);
+    return err;
+}
+
 static inline coil__job_state fx_state(coil__store *s, const char *id) {
     coil__job *j = NULL;
     ASSERT_EQ(coil__store_get(s, id, &j), 0);

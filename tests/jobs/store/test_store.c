@@ -290,7 +290,7 @@ static coil_result idempotency_main(void *arg) {
     coil__job_free(j);
 
     /* The duplicate reports the job's current state. */
-    ASSERT_EQ(coil__store_claim(s, "pid:1", &j, NULL), 0);
+    ASSERT_EQ(fx_claim(s, "pid:1", &j, NULL), 0);
     coil__job_free(j);
     ASSERT_EQ(coil__store_enqueue(s, &spec, &again), 0);
     ASSERT(again.duplicate);
@@ -341,21 +341,21 @@ static coil_result delayed_main(void *arg) {
 
     coil__job *j = NULL;
     int64_t next = -1;
-    ASSERT_EQ(coil__store_claim(s, "pid:1", &j, &next), -EAGAIN);
+    ASSERT_EQ(fx_claim(s, "pid:1", &j, &next), -EAGAIN);
     ASSERT_EQ(next, soon.run_at); /* the earliest waiting job */
     ASSERT_EQ(fx_state(s, e_soon.id), COIL__JOB_QUEUED);
 
     /* Once its time has come it is claimable; the other one still not. */
     while (coil__wall_ms() <= soon.run_at) coil_sleep(COIL_MSEC(50));
-    ASSERT_EQ(coil__store_claim(s, "pid:1", &j, &next), 0);
+    ASSERT_EQ(fx_claim(s, "pid:1", &j, &next), 0);
     ASSERT_STR_EQ(j->id, e_soon.id);
     coil__job_free(j);
-    ASSERT_EQ(coil__store_claim(s, "pid:1", &j, &next), -EAGAIN);
+    ASSERT_EQ(fx_claim(s, "pid:1", &j, &next), -EAGAIN);
     ASSERT_EQ(next, later.run_at);
 
     /* Empty queue: next is 0. */
     ASSERT_EQ(coil__store_cancel(s, e_later.id, NULL), 0);
-    ASSERT_EQ(coil__store_claim(s, "pid:1", &j, &next), -EAGAIN);
+    ASSERT_EQ(fx_claim(s, "pid:1", &j, &next), -EAGAIN);
     ASSERT_EQ(next, 0);
     ASSERT_EQ(coil__store_close(s), 0);
     return coil_ok(NULL);
@@ -377,7 +377,7 @@ static coil_result priority_main(void *arg) {
     int want[] = {5, 1, 3, 2, 0, 4};
     for (int i = 0; i < 6; i++) {
         coil__job *j = NULL;
-        ASSERT_EQ(coil__store_claim(s, "pid:42", &j, NULL), 0);
+        ASSERT_EQ(fx_claim(s, "pid:42", &j, NULL), 0);
         ASSERT_STR_EQ(j->id, e[want[i]].id);
         ASSERT_EQ(j->state, COIL__JOB_RUNNING);
         ASSERT_EQ(j->attempts, 1);
@@ -387,7 +387,7 @@ static coil_result priority_main(void *arg) {
         coil__job_free(j);
     }
     coil__job *j = NULL;
-    ASSERT_EQ(coil__store_claim(s, "pid:42", &j, NULL), -EAGAIN);
+    ASSERT_EQ(fx_claim(s, "pid:42", &j, NULL), -EAGAIN);
     ASSERT(j == NULL);
     ASSERT_EQ(coil__store_close(s), 0);
     return coil_ok(NULL);
@@ -396,56 +396,6 @@ static coil_result priority_main(void *arg) {
 TEST(claim_by_priority_then_age) {
     char *dir = fx_tmpdir();
     RUN_MAIN(priority_main, dir);
-    fx_rmtree(dir);
-}
-
-static void count_running(const coil__job_event *events, size_t n, void *arg) {
-    int *running = arg;
-    for (size_t i = 0; i < n; i++) *running += events[i].state == COIL__JOB_RUNNING;
-}
-
-static coil_result batch_main(void *arg) {
-    char *dir = arg;
-    coil__store *s = fx_open(dir, NULL);
-    coil__enqueued e[10];
-    for (int i = 0; i < 10; i++) ASSERT_EQ(fx_enqueue(s, "demo.cpu", i, &e[i]), 0);
-    int running = 0;
-    coil__store_watcher *w;
-    ASSERT_EQ(coil__store_watch(s, count_running, &running, &w), 0);
-    coil__store_stats before, after;
-    coil__store_get_stats(s, &before);
-
-    coil__job *jobs[16];
-    size_t n = 99;
-    ASSERT_EQ(coil__store_claim_batch(s, "pid:2", jobs, 4, &n, NULL), 0);
-    ASSERT_EQ(n, 4);
-    for (size_t i = 0; i < n; i++) {
-        ASSERT_STR_EQ(jobs[i]->id, e[9 - i].id); /* highest priority first */
-        ASSERT_EQ(jobs[i]->state, COIL__JOB_RUNNING);
-        coil__job_free(jobs[i]);
-    }
-    ASSERT_EQ(coil__store_claim_batch(s, "pid:2", jobs, 16, &n, NULL), 0);
-    ASSERT_EQ(n, 6);
-    for (size_t i = 0; i < n; i++) {
-        ASSERT_STR_EQ(jobs[i]->id, e[5 - i].id);
-        coil__job_free(jobs[i]);
-    }
-    coil__store_get_stats(s, &after);
-    ASSERT_EQ(after.commits - before.commits, 2); /* one fsync per batch */
-    int64_t next = -1;
-    ASSERT_EQ(coil__store_claim_batch(s, "pid:2", jobs, 16, &n, &next), -EAGAIN);
-    ASSERT_EQ(n, 0);
-    ASSERT_EQ(next, 0);
-    ASSERT_EQ(coil__store_claim_batch(s, "pid:2", jobs, 0, &n, NULL), -EINVAL);
-    ASSERT_EQ(running, 10);
-    coil__store_unwatch(w);
-    ASSERT_EQ(coil__store_close(s), 0);
-    return coil_ok(NULL);
-}
-
-TEST(claim_batch) {
-    char *dir = fx_tmpdir();
-    RUN_MAIN(batch_main, dir);
     fx_rmtree(dir);
 }
 
@@ -462,7 +412,7 @@ static coil_result retry_main(void *arg) {
                              .exit_status = -1};
     for (int attempt = 1; attempt <= 3; attempt++) {
         coil__job *j = NULL;
-        while (coil__store_claim(s, "pid:7", &j, NULL) == -EAGAIN) coil_sleep(COIL_MSEC(5));
+        while (fx_claim(s, "pid:7", &j, NULL) == -EAGAIN) coil_sleep(COIL_MSEC(5));
         ASSERT_STR_EQ(j->id, e.id);
         ASSERT_EQ(j->attempts, attempt);
         coil__job_free(j);
@@ -490,14 +440,14 @@ static coil_result retry_main(void *arg) {
     /* Dead: never claimed again, and fail/complete are refused. */
     coil__job *j = NULL;
     coil_sleep(COIL_MSEC(60));
-    ASSERT_EQ(coil__store_claim(s, "pid:7", &j, NULL), -EAGAIN);
+    ASSERT_EQ(fx_claim(s, "pid:7", &j, NULL), -EAGAIN);
     ASSERT_EQ(coil__store_fail(s, e.id, &crash, NULL), -EINVAL);
     ASSERT_EQ(coil__store_complete(s, e.id, NULL), -EINVAL);
 
     /* An OOM kill with an exit status is recorded as such. */
     spec.max_attempts = 1;
     ASSERT_EQ(coil__store_enqueue(s, &spec, &e), 0);
-    ASSERT_EQ(coil__store_claim(s, "pid:7", &j, NULL), 0);
+    ASSERT_EQ(fx_claim(s, "pid:7", &j, NULL), 0);
     coil__job_free(j);
     coil__job_error oom = {.message = "out of memory", .signal = SIGKILL, .exit_status = -1,
                            .oom = true};
@@ -528,7 +478,7 @@ static coil_result complete_main(void *arg) {
     ASSERT_EQ(fx_enqueue(s, "demo.cpu", 0, &unclaimed), 0);
     coil__job *j;
     for (int i = 0; i < 2; i++) {
-        ASSERT_EQ(coil__store_claim(s, "pid:1", &j, NULL), 0);
+        ASSERT_EQ(fx_claim(s, "pid:1", &j, NULL), 0);
         coil__job_free(j);
     }
     /* Completing a job that is not running is an illegal transition. */
@@ -569,7 +519,7 @@ static coil_result complete_main(void *arg) {
 
     /* A result file the worker wrote itself. */
     ASSERT_EQ(fx_enqueue(s, "report.pdf", 5, &big), 0);
-    ASSERT_EQ(coil__store_claim(s, "pid:1", &j, NULL), 0);
+    ASSERT_EQ(fx_claim(s, "pid:1", &j, NULL), 0);
     coil__job_free(j);
     coil__job_result bad = {.file = "../escape.pdf"};
     ASSERT_EQ(coil__store_complete(s, big.id, &bad), -EINVAL);
@@ -609,7 +559,7 @@ static coil_result cancel_main(void *arg) {
     ASSERT_EQ(fx_enqueue(s, "demo.sleep", 0, &r), 0);
     ASSERT_EQ(fx_enqueue(s, "demo.sleep", 0, &q), 0);
     coil__job *j;
-    ASSERT_EQ(coil__store_claim(s, "pid:3", &j, NULL), 0);
+    ASSERT_EQ(fx_claim(s, "pid:3", &j, NULL), 0);
     ASSERT_STR_EQ(j->id, r.id);
     coil__job_free(j);
 
@@ -625,7 +575,7 @@ static coil_result cancel_main(void *arg) {
     ASSERT_EQ(j->state, COIL__JOB_CANCELLED);
     ASSERT_GE(j->finished, j->created);
     coil__job_free(j);
-    ASSERT_EQ(coil__store_claim(s, "pid:3", &j, NULL), -EAGAIN);
+    ASSERT_EQ(fx_claim(s, "pid:3", &j, NULL), -EAGAIN);
     ASSERT_EQ(coil__store_cancel(s, q.id, &st), -EALREADY);
     ASSERT_EQ(st, COIL__JOB_CANCELLED);
 
@@ -682,7 +632,7 @@ static coil_result requeue_main(void *arg) {
     ASSERT_EQ(fx_enqueue(s, "demo.cpu", 0, &d), 0);
     coil__job *j;
     for (int i = 0; i < 3; i++) {
-        ASSERT_EQ(coil__store_claim(s, "pid:99", &j, NULL), 0);
+        ASSERT_EQ(fx_claim(s, "pid:99", &j, NULL), 0);
         coil__job_free(j);
     }
     ASSERT_EQ(coil__store_complete(s, c.id, NULL), 0);
@@ -703,7 +653,7 @@ static coil_result requeue_main(void *arg) {
     ASSERT_EQ(fx_state(s, c.id), COIL__JOB_SUCCEEDED);
     ASSERT_EQ(fx_state(s, d.id), COIL__JOB_QUEUED);
     /* It runs again, first by its priority. */
-    ASSERT_EQ(coil__store_claim(s, "pid:100", &j, NULL), 0);
+    ASSERT_EQ(fx_claim(s, "pid:100", &j, NULL), 0);
     ASSERT_STR_EQ(j->id, a.id);
     ASSERT_EQ(j->attempts, 2);
     coil__job_free(j);
@@ -728,7 +678,7 @@ static coil_result progress_main(void *arg) {
     ASSERT_EQ(fx_enqueue(s, "report.pdf", 1, &e), 0);
     ASSERT_EQ(fx_enqueue(s, "report.pdf", 0, &idle), 0);
     coil__job *j;
-    ASSERT_EQ(coil__store_claim(s, "pid:5", &j, NULL), 0);
+    ASSERT_EQ(fx_claim(s, "pid:5", &j, NULL), 0);
     coil__job_free(j);
     seen w = {0};
     coil__store_watcher *watch;
@@ -824,7 +774,7 @@ static coil_result list_main(void *arg) {
     coil__job_list_free(&l);
     coil__job *j;
     for (int i = 0; i < 4; i++) {
-        ASSERT_EQ(coil__store_claim(s, "pid:1", &j, NULL), 0);
+        ASSERT_EQ(fx_claim(s, "pid:1", &j, NULL), 0);
         coil__job_free(j);
     }
     coil__job_filter running = {.state = COIL__JOB_RUNNING};

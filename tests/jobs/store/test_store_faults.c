@@ -115,7 +115,7 @@ static coil_result readonly_main(void *arg) {
     coil__enqueued e2;
     ASSERT_EQ(fx_enqueue(s, "demo.cpu", 0, &e2), -EROFS);
     coil__job *j = NULL;
-    ASSERT_EQ(coil__store_claim(s, "pid:1", &j, NULL), -EROFS);
+    ASSERT_EQ(fx_claim(s, "pid:1", &j, NULL), -EROFS);
     ASSERT(j == NULL);
     ASSERT_EQ(coil__store_cancel(s, e.id, NULL), -EROFS);
     uint64_t id;
@@ -125,7 +125,7 @@ static coil_result readonly_main(void *arg) {
     ASSERT_EQ(fx_state(s, e.id), COIL__JOB_QUEUED);
 
     ASSERT_EQ(coil__store_set_readonly(s, false), 0);
-    ASSERT_EQ(coil__store_claim(s, "pid:1", &j, NULL), 0);
+    ASSERT_EQ(fx_claim(s, "pid:1", &j, NULL), 0);
     ASSERT_STR_EQ(j->id, e.id);
     ASSERT_EQ(j->attempts, 1); /* the refused claim left no trace */
     coil__job_free(j);
