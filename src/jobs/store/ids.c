@@ -3,8 +3,9 @@
  * Job ids are 128 random bits from getrandom(), as 32 hex digits: unique
  * without coordination, and not guessable from one another.
  *
- * The sequence is one row of the `seq` table, advanced by an UPDATE ...
- * RETURNING inside the writer's group commit, like any other write. Why
+ * The sequence is one row of a table, advanced by an UPDATE ... RETURNING
+ * inside the writer's group commit, like any other write (on SQLite and on
+ * PostgreSQL alike). Why
  * that gives "never repeated, never skipped":
  *
  *   - repeated: a value is handed out only after the commit that wrote it
@@ -16,7 +17,7 @@
  *     still waits in the queue withdraws it before it ever ran.
  *
  * The one case left is a commit whose fsync fails after the disk may have
- * kept it: SQLite reports the error and we hand nothing out, but the values
+ * kept it: the database reports the error and we hand nothing out, but the values
  * may be on disk (docs/jobs.md, "Store and guarantees").
  */
 #include "jobs/store/store_impl.h"
@@ -48,20 +49,6 @@ bool coil__job_id_valid(const char *s) {
     for (int i = 0; i < COIL__JOB_ID_SIZE - 1; i++)
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
     return s[COIL__JOB_ID_SIZE - 1] == '\0';
-}
-
-int coil__ids_exec_next(coil__store *s, coil__store_req *r) {
-    sqlite3_stmt *st = s->stmt[COIL__STMT_NEXT_ID];
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        r->u.next_id.value = (uint64_t)sqlite3_column_int64(st, 0);
-        rc = SQLITE_OK;
-    } else if (rc == SQLITE_DONE) {
-        r->err = -EIO; /* the row is created with the schema: corrupt */
-        rc = SQLITE_OK;
-    }
-    sqlite3_reset(st);
-    return rc;
 }
 
 int coil__store_next_id(coil__store *s, uint64_t *out) {

@@ -111,7 +111,7 @@ coil__job *coil__job_from_row(const coil__store *s, sqlite3_stmt *st, bool blobs
     for (size_t i = 0; i < sizeof text_cols / sizeof *text_cols; i++)
         need += (size_t)(col_len(st, text_cols[i], false) + 1);
     ptrdiff_t path = col_len(st, COL_RESULT_PATH, false);
-    if (path >= 0) need += strlen(s->results_dir) + 1 + (size_t)path + 1;
+    if (path >= 0) need += strlen(coil__sq(s)->results_dir) + 1 + (size_t)path + 1;
     if (blobs) {
         need += (size_t)(col_len(st, COL_PAYLOAD, true) + 1);
         need += (size_t)(col_len(st, COL_RESULT, true) + 1);
@@ -129,7 +129,7 @@ coil__job *coil__job_from_row(const coil__store *s, sqlite3_stmt *st, bool blobs
     j->result_type = col_copy(st, COL_RESULT_TYPE, false, &cur);
     j->error_msg = col_copy(st, COL_ERROR_MSG, false, &cur);
     if (path >= 0) {
-        int n = snprintf(cur, need - (size_t)(cur - (char *)j), "%s/%s", s->results_dir,
+        int n = snprintf(cur, need - (size_t)(cur - (char *)j), "%s/%s", coil__sq(s)->results_dir,
                          (const char *)sqlite3_column_text(st, COL_RESULT_PATH));
         j->result_path = cur;
         cur += n + 1;
@@ -281,34 +281,26 @@ static int make_dir(const char *path) {
     return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-int coil__fsync_dir(const char *path) {
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -errno;
-    int err = fsync(fd) == 0 ? 0 : -errno;
-    close(fd);
-    return err;
-}
-
 /* Creates DIR and DIR/results, and makes the new entries durable. */
 static int make_dirs(coil__store *s) {
-    int made = make_dir(s->dir);
+    int made = make_dir(coil__sq(s)->dir);
     if (made < 0) return made;
     if (made) {
         char parent[4096];
-        if ((size_t)snprintf(parent, sizeof parent, "%s/..", s->dir) >= sizeof parent)
+        if ((size_t)snprintf(parent, sizeof parent, "%s/..", coil__sq(s)->dir) >= sizeof parent)
             return -ENAMETOOLONG;
         int err = coil__fsync_dir(parent);
         if (err) return err;
     }
-    int err = make_dir(s->results_dir);
+    int err = make_dir(coil__sq(s)->results_dir);
     if (err < 0) return err;
-    return err ? coil__fsync_dir(s->dir) : 0;
+    return err ? coil__fsync_dir(coil__sq(s)->dir) : 0;
 }
 
 /* One process per store: flock(DIR/lock). */
 static int lock_dir(coil__store *s) {
     char path[4096];
-    if ((size_t)snprintf(path, sizeof path, "%s/lock", s->dir) >= sizeof path)
+    if ((size_t)snprintf(path, sizeof path, "%s/lock", coil__sq(s)->dir) >= sizeof path)
         return -ENAMETOOLONG;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return -errno;
@@ -317,7 +309,7 @@ static int lock_dir(coil__store *s) {
         close(fd);
         return err;
     }
-    s->lock_fd = fd;
+    coil__sq(s)->lock_fd = fd;
     return 0;
 }
 
@@ -372,8 +364,8 @@ static int schema(sqlite3 *db) {
 
 static int prepare_all(coil__store *s) {
     for (int i = 0; i < COIL__STMT_COUNT; i++) {
-        int rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                                    &s->stmt[i], NULL);
+        int rc = sqlite3_prepare_v3(coil__sq(s)->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &coil__sq(s)->stmt[i], NULL);
         if (rc != SQLITE_OK) return rc;
     }
     return SQLITE_OK;
@@ -386,53 +378,53 @@ static int seed_rng(coil__store *s) {
 /* An SQLite code or an errno-style code from the steps above, as errno. */
 static int open_err(coil__store *s, int rc) {
     if (rc < 0) return rc;
-    int err = coil__sqlite_err(s->db, rc);
-    coil__log("job store: cannot open %s: %s", s->db_path,
-              s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+    int err = coil__sqlite_err(coil__sq(s)->db, rc);
+    coil__log("job store: cannot open %s: %s", coil__sq(s)->db_path,
+              coil__sq(s)->db ? sqlite3_errmsg(coil__sq(s)->db) : sqlite3_errstr(rc));
     return err;
 }
 
-int coil__store_db_open(coil__store *s) {
+int coil__sqlite_open(coil__store *s) {
     int err = make_dirs(s);
     if (err) return err;
     err = lock_dir(s);
     if (err) return err;
-    int rc = sqlite3_open_v2(s->db_path, &s->db,
+    int rc = sqlite3_open_v2(coil__sq(s)->db_path, &coil__sq(s)->db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                              NULL);
     if (rc == SQLITE_OK) {
-        sqlite3_extended_result_codes(s->db, 1);
-        sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-        rc = configure(s->db);
+        sqlite3_extended_result_codes(coil__sq(s)->db, 1);
+        sqlite3_busy_timeout(coil__sq(s)->db, BUSY_TIMEOUT_MS);
+        rc = configure(coil__sq(s)->db);
     }
-    if (rc == SQLITE_OK) rc = schema(s->db);
+    if (rc == SQLITE_OK) rc = schema(coil__sq(s)->db);
     if (rc == SQLITE_OK) rc = prepare_all(s);
-    if (rc == SQLITE_OK) rc = coil__fsync_dir(s->dir); /* the new db and WAL files */
+    if (rc == SQLITE_OK) rc = coil__fsync_dir(coil__sq(s)->dir); /* the new db and WAL files */
     if (rc == SQLITE_OK) rc = seed_rng(s);
     if (rc != SQLITE_OK) {
         err = open_err(s, rc);
-        coil__store_db_close(s);
+        coil__sqlite_close(s);
         return err;
     }
     return 0;
 }
 
-void coil__store_db_close(coil__store *s) {
+void coil__sqlite_close(coil__store *s) {
     coil__store_readers_close(s);
     for (int i = 0; i < COIL__STMT_COUNT; i++) {
-        sqlite3_finalize(s->stmt[i]);
-        s->stmt[i] = NULL;
+        sqlite3_finalize(coil__sq(s)->stmt[i]);
+        coil__sq(s)->stmt[i] = NULL;
     }
-    if (s->db && sqlite3_close(s->db) != SQLITE_OK)
-        coil__log("job store: closing %s: %s", s->db_path, sqlite3_errmsg(s->db));
-    s->db = NULL;
-    if (s->lock_fd >= 0) close(s->lock_fd);
-    s->lock_fd = -1;
+    if (coil__sq(s)->db && sqlite3_close(coil__sq(s)->db) != SQLITE_OK)
+        coil__log("job store: closing %s: %s", coil__sq(s)->db_path, sqlite3_errmsg(coil__sq(s)->db));
+    coil__sq(s)->db = NULL;
+    if (coil__sq(s)->lock_fd >= 0) close(coil__sq(s)->lock_fd);
+    coil__sq(s)->lock_fd = -1;
 }
 
-void coil__store_db_pragma(coil__store *s, coil__store_req *r) {
+void coil__sqlite_pragma(coil__store *s, coil__store_req *r) {
     int64_t pages = 0;
-    int rc = query_int(s->db, "PRAGMA page_count", &pages);
+    int rc = query_int(coil__sq(s)->db, "PRAGMA page_count", &pages);
     r->u.pragma.page_count = (uint64_t)pages;
     char sql[64];
     if (r->u.pragma.which == COIL__PRAGMA_MAX_PAGES) {
@@ -441,6 +433,104 @@ void coil__store_db_pragma(coil__store *s, coil__store_req *r) {
     } else {
         snprintf(sql, sizeof sql, "PRAGMA query_only=%d", r->u.pragma.value ? 1 : 0);
     }
-    if (rc == SQLITE_OK) rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-    r->err = rc == SQLITE_OK ? 0 : coil__sqlite_err(s->db, rc);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(coil__sq(s)->db, sql, NULL, NULL, NULL);
+    r->err = rc == SQLITE_OK ? 0 : coil__sqlite_err(coil__sq(s)->db, rc);
 }
+
+/* ------------------------------------------------------------------ the backend */
+
+static char *path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    p[a] = '/';
+    memcpy(p + a + 1, name, b + 1);
+    return p;
+}
+
+int coil__sqlite_create(coil__store *s, const char *dir) {
+    coil__sqlite *q = calloc(1, sizeof *q);
+    if (!q) return -ENOMEM;
+    s->impl = q;
+    pthread_mutex_init(&q->rlock, NULL);
+    q->lock_fd = -1;
+    q->dir = strdup(dir);
+    q->db_path = path_join(dir, "jobs.db");
+    q->results_dir = path_join(dir, "results");
+    q->readers = calloc(s->opts.max_readers, sizeof *q->readers);
+    if (!q->dir || !q->db_path || !q->results_dir || !q->readers) {
+        coil__sqlite_destroy(s);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+void coil__sqlite_destroy(coil__store *s) {
+    coil__sqlite *q = s->impl;
+    if (!q) return;
+    coil__store_readers_close(s);
+    coil__held_free(s);
+    pthread_mutex_destroy(&q->rlock);
+    free(q->readers);
+    free(q->results_dir);
+    free(q->db_path);
+    free(q->dir);
+    free(q);
+    s->impl = NULL;
+}
+
+static void set_sync(coil__sqlite *q, bool full) {
+    (void)sqlite3_exec(q->db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
+                       NULL, NULL, NULL);
+}
+
+int coil__sqlite_begin(coil__store *s, bool durable) {
+    coil__sqlite *q = s->impl;
+    q->txn_durable = durable;
+    if (!durable) set_sync(q, false); /* progress alone: no fsync of its own */
+    q->txn_changes = sqlite3_total_changes64(q->db);
+    coil__held_txn_begin(s);
+    return coil__stmt_run(q->stmt[COIL__STMT_BEGIN]);
+}
+
+int coil__sqlite_commit(coil__store *s, bool *changed) {
+    coil__sqlite *q = s->impl;
+    int rc = coil__stmt_run(q->stmt[COIL__STMT_COMMIT]);
+    if (!q->txn_durable) set_sync(q, true);
+    *changed = rc == SQLITE_OK && sqlite3_total_changes64(q->db) != q->txn_changes;
+    return rc;
+}
+
+void coil__sqlite_rollback(coil__store *s) {
+    coil__sqlite *q = s->impl;
+    if (!sqlite3_get_autocommit(q->db)) (void)coil__stmt_run(q->stmt[COIL__STMT_ROLLBACK]);
+    if (!q->txn_durable) set_sync(q, true);
+    coil__held_txn_undo(s);
+}
+
+int coil__sqlite_error(coil__store *s, int rc) { return coil__sqlite_err(coil__sq(s)->db, rc); }
+
+bool coil__sqlite_is_full(int rc) { return (rc & 0xff) == SQLITE_FULL; }
+
+static const char *results_dir(const coil__store *s) { return coil__sq(s)->results_dir; }
+
+const coil__store_backend coil__sqlite_backend = {
+    .name = "sqlite",
+    .create = coil__sqlite_create,
+    .destroy = coil__sqlite_destroy,
+    .open = coil__sqlite_open,
+    .close = coil__sqlite_close,
+    .control = coil__sqlite_pragma,
+    .begin = coil__sqlite_begin,
+    .exec = coil__sqlite_exec,
+    .exec_progress = coil__sqlite_exec_progress,
+    .commit = coil__sqlite_commit,
+    .rollback = coil__sqlite_rollback,
+    .error = coil__sqlite_error,
+    .is_full = coil__sqlite_is_full,
+    .get = coil__sqlite_get,
+    .list = coil__sqlite_list,
+    .counts = coil__sqlite_counts,
+    .results_dir = results_dir,
+};

@@ -12,14 +12,14 @@
 
 /* Takes an idle read connection, or opens one. Returns an SQLite code. */
 static int reader_get(coil__store *s, sqlite3 **out) {
-    pthread_mutex_lock(&s->rlock);
-    sqlite3 *db = s->nreaders ? s->readers[--s->nreaders] : NULL;
-    pthread_mutex_unlock(&s->rlock);
+    pthread_mutex_lock(&coil__sq(s)->rlock);
+    sqlite3 *db = coil__sq(s)->nreaders ? coil__sq(s)->readers[--coil__sq(s)->nreaders] : NULL;
+    pthread_mutex_unlock(&coil__sq(s)->rlock);
     if (db) {
         *out = db;
         return SQLITE_OK;
     }
-    int rc = sqlite3_open_v2(s->db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(coil__sq(s)->db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         sqlite3_close(db);
         return rc;
@@ -32,17 +32,17 @@ static int reader_get(coil__store *s, sqlite3 **out) {
 
 /* Gives a connection back; beyond the pool's size it is closed. */
 static void reader_put(coil__store *s, sqlite3 *db) {
-    pthread_mutex_lock(&s->rlock);
-    bool kept = s->nreaders < s->opts.max_readers;
-    if (kept) s->readers[s->nreaders++] = db;
-    pthread_mutex_unlock(&s->rlock);
+    pthread_mutex_lock(&coil__sq(s)->rlock);
+    bool kept = coil__sq(s)->nreaders < s->opts.max_readers;
+    if (kept) coil__sq(s)->readers[coil__sq(s)->nreaders++] = db;
+    pthread_mutex_unlock(&coil__sq(s)->rlock);
     if (!kept) sqlite3_close(db);
 }
 
 void coil__store_readers_close(coil__store *s) {
-    pthread_mutex_lock(&s->rlock);
-    while (s->nreaders) sqlite3_close(s->readers[--s->nreaders]);
-    pthread_mutex_unlock(&s->rlock);
+    pthread_mutex_lock(&coil__sq(s)->rlock);
+    while (coil__sq(s)->nreaders) sqlite3_close(coil__sq(s)->readers[--coil__sq(s)->nreaders]);
+    pthread_mutex_unlock(&coil__sq(s)->rlock);
 }
 
 typedef enum read_kind { READ_GET, READ_LIST, READ_COUNTS } read_kind;
@@ -161,15 +161,13 @@ static void read_discard(read_op *op) {
 
 /* Runs a read on the thread pool. Suspends. */
 static int read_run(read_op *op) {
-    atomic_fetch_add(&op->s->reads, 1);
     int err = coil_to_thread(read_main, op, NULL);
-    atomic_fetch_sub(&op->s->reads, 1);
     if (!err) err = op->err;
     if (err) read_discard(op);
     return err;
 }
 
-int coil__store_get(coil__store *s, const char *id, coil__job **out) {
+int coil__sqlite_get(coil__store *s, const char *id, coil__job **out) {
     if (!coil__job_id_valid(id)) return -ENOENT;
     read_op op = {.s = s, .kind = READ_GET, .id = id};
     int err = read_run(&op);
@@ -177,7 +175,7 @@ int coil__store_get(coil__store *s, const char *id, coil__job **out) {
     return err;
 }
 
-int coil__store_list(coil__store *s, const coil__job_filter *f, coil__job_list *out) {
+int coil__sqlite_list(coil__store *s, const coil__job_filter *f, coil__job_list *out) {
     static const coil__job_filter all = {.state = -1};
     if (!f) f = &all;
     if (f->state < -1 || f->state >= COIL__JOB_NSTATES || f->cursor > INT64_MAX) return -EINVAL;
@@ -187,15 +185,7 @@ int coil__store_list(coil__store *s, const coil__job_filter *f, coil__job_list *
     return err;
 }
 
-void coil__job_list_free(coil__job_list *l) {
-    for (size_t i = 0; i < l->n; i++) coil__job_free(l->jobs[i]);
-    free(l->jobs);
-    l->jobs = NULL;
-    l->n = 0;
-    l->next_cursor = 0;
-}
-
-int coil__store_counts(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]) {
+int coil__sqlite_counts(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]) {
     read_op op = {.s = s, .kind = READ_COUNTS, .counts = counts};
     return read_run(&op);
 }

@@ -24,7 +24,7 @@ typedef struct job_head {
 
 /* Reads a job's head. Sets *found. Returns an SQLite code. */
 static int lookup(coil__store *s, const char *id, job_head *h, bool *found) {
-    sqlite3_stmt *st = s->stmt[COIL__STMT_LOOKUP];
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_LOOKUP];
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     *found = rc == SQLITE_ROW;
@@ -90,7 +90,7 @@ static int exec_enqueue(coil__store *s, coil__store_req *r) {
     const coil__job_spec *sp = r->u.enqueue.spec;
     coil__enqueued *out = r->u.enqueue.out;
     if (sp->idem_key) {
-        sqlite3_stmt *st = s->stmt[COIL__STMT_FIND_KEY];
+        sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_FIND_KEY];
         sqlite3_bind_text(st, 1, sp->idem_key, -1, SQLITE_STATIC);
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
@@ -105,7 +105,7 @@ static int exec_enqueue(coil__store *s, coil__store_req *r) {
     }
     int64_t now = coil__wall_ms();
     int64_t run_at = sp->run_at ? sp->run_at : now;
-    sqlite3_stmt *st = s->stmt[COIL__STMT_INSERT];
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_INSERT];
     sqlite3_bind_text(st, 1, r->u.enqueue.id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, sp->kind, -1, SQLITE_STATIC);
     if (sp->payload_len) sqlite3_bind_blob64(st, 3, sp->payload, sp->payload_len, SQLITE_STATIC);
@@ -148,7 +148,7 @@ static int step_int(sqlite3_stmt *st, bool *found, int64_t *value) {
 /* The highest priority below `below` (none: INT64_MAX means from the top)
  * that has runnable or delayed jobs. */
 static int priority_below(coil__store *s, int64_t below, bool *found, int64_t *prio) {
-    sqlite3_stmt *st = s->stmt[below == INT64_MAX ? COIL__STMT_TOP_PRIORITY
+    sqlite3_stmt *st = coil__sq(s)->stmt[below == INT64_MAX ? COIL__STMT_TOP_PRIORITY
                                                   : COIL__STMT_NEXT_PRIORITY];
     if (below != INT64_MAX) sqlite3_bind_int64(st, 1, below);
     return step_int(st, found, prio);
@@ -161,7 +161,7 @@ static int next_run_at(coil__store *s, int64_t *out) {
     bool found;
     int rc;
     while ((rc = priority_below(s, prio, &found, &prio)) == SQLITE_OK && found) {
-        sqlite3_stmt *st = s->stmt[COIL__STMT_NEXT_AT_PRIORITY];
+        sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_NEXT_AT_PRIORITY];
         sqlite3_bind_int64(st, 1, prio);
         sqlite3_bind_int64(st, 2, now);
         int64_t at;
@@ -187,7 +187,7 @@ static int start_job(coil__store *s, coil__store_req *r, const char *id, const c
     r->err = coil__job_transition(h.state, COIL__JOB_RUNNING);
     if (r->err) return SQLITE_OK;
     int64_t now = coil__wall_ms();
-    sqlite3_stmt *st = s->stmt[COIL__STMT_START];
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_START];
     sqlite3_bind_int64(st, 1, h.seq);
     sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, now);
@@ -219,7 +219,7 @@ static int exec_complete(coil__store *s, coil__store_req *r) {
     const coil__job_result *res = r->u.complete.res;
     const char *file = r->u.complete.file;
     int64_t now = coil__wall_ms();
-    sqlite3_stmt *st = s->stmt[COIL__STMT_COMPLETE];
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_COMPLETE];
     sqlite3_bind_int64(st, 1, h.seq);
     if (!file && res->len) sqlite3_bind_blob64(st, 2, res->data, res->len, SQLITE_STATIC);
     else sqlite3_bind_null(st, 2);
@@ -260,7 +260,7 @@ static int exec_fail(coil__store *s, coil__store_req *r) {
         h.run_at = coil__job_next_run_at(now, (unsigned)h.attempts, h.backoff_base,
                                          h.backoff_cap, &s->rng);
     const coil__job_error *e = r->u.fail.error;
-    sqlite3_stmt *st = s->stmt[COIL__STMT_FAIL];
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_FAIL];
     sqlite3_bind_int64(st, 1, h.seq);
     sqlite3_bind_int(st, 2, to);
     sqlite3_bind_int64(st, 3, h.run_at);
@@ -298,7 +298,7 @@ static int exec_cancel(coil__store *s, coil__store_req *r) {
         r->err = coil__job_transition(h.state, COIL__JOB_CANCELLED);
         if (r->err) return SQLITE_OK;
     }
-    sqlite3_stmt *st = s->stmt[running ? COIL__STMT_CANCEL_FLAG : COIL__STMT_CANCEL_NOW];
+    sqlite3_stmt *st = coil__sq(s)->stmt[running ? COIL__STMT_CANCEL_FLAG : COIL__STMT_CANCEL_NOW];
     sqlite3_bind_int64(st, 1, h.seq);
     sqlite3_bind_int64(st, 2, now);
     rc = run_bound(st);
@@ -312,11 +312,11 @@ static int exec_cancel(coil__store *s, coil__store_req *r) {
 static int exec_requeue(coil__store *s, coil__store_req *r) {
     COIL_ASSERT(coil__job_can_transition(COIL__JOB_RUNNING, COIL__JOB_QUEUED) &&
                 coil__job_can_transition(COIL__JOB_RUNNING, COIL__JOB_CANCELLED));
-    sqlite3_stmt *st = s->stmt[COIL__STMT_REQUEUE];
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_REQUEUE];
     sqlite3_bind_int64(st, 1, coil__wall_ms());
     int rc = run_bound(st);
     if (rc != SQLITE_OK) return rc;
-    r->u.requeue.count = (size_t)sqlite3_changes64(s->db);
+    r->u.requeue.count = (size_t)sqlite3_changes64(coil__sq(s)->db);
     return SQLITE_OK;
 }
 
@@ -332,7 +332,7 @@ static int release_held(coil__store *s, coil__store_req *r, const char *id, job_
     if (rc != SQLITE_OK || !h->cancel_requested) return rc;
     r->err = coil__job_transition(h->state, COIL__JOB_CANCELLED);
     if (r->err) return SQLITE_OK;
-    sqlite3_stmt *st = s->stmt[COIL__STMT_CANCEL_NOW];
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_CANCEL_NOW];
     sqlite3_bind_int64(st, 1, h->seq);
     sqlite3_bind_int64(st, 2, coil__wall_ms());
     if ((rc = run_bound(st)) != SQLITE_OK) return rc;
@@ -351,7 +351,7 @@ static int exec_release(coil__store *s, coil__store_req *r) {
     coil__job_state to = h.cancel_requested ? COIL__JOB_CANCELLED : COIL__JOB_QUEUED;
     r->err = coil__job_transition(h.state, to);
     if (r->err) return SQLITE_OK;
-    sqlite3_stmt *st = s->stmt[COIL__STMT_RELEASE];
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_RELEASE];
     sqlite3_bind_int64(st, 1, h.seq);
     sqlite3_bind_int(st, 2, to);
     sqlite3_bind_int64(st, 3, coil__wall_ms());
@@ -376,7 +376,7 @@ static bool seq_skipped(const uint64_t *skip, size_t n, uint64_t seq) {
 
 /* Reads the full record of `seq` into *out. Returns an SQLite code. */
 static int read_by_seq(coil__store *s, int64_t seq, coil__job **out) {
-    sqlite3_stmt *st = s->stmt[COIL__STMT_BY_SEQ];
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_BY_SEQ];
     sqlite3_bind_int64(st, 1, seq);
     int rc = sqlite3_step(st);
     *out = NULL;
@@ -394,7 +394,7 @@ static int read_by_seq(coil__store *s, int64_t seq, coil__job **out) {
  * *full when the peek has all it may take. */
 static int peek_level(coil__store *s, coil__store_req *r, int64_t prio, int64_t now,
                       size_t *bytes, bool *full) {
-    sqlite3_stmt *st = s->stmt[COIL__STMT_DUE_AT_PRIORITY];
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_DUE_AT_PRIORITY];
     sqlite3_bind_int64(st, 1, prio);
     sqlite3_bind_int64(st, 2, now);
     size_t max_bytes = r->u.peek.max_bytes;
@@ -433,7 +433,22 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
     return next_run_at(s, &r->u.peek.next_run_at);
 }
 
-int coil__store_exec(coil__store *s, coil__store_req *r) {
+/* COIL__OP_NEXT_ID: the durable sequence (ids.c). */
+static int exec_next_id(coil__store *s, coil__store_req *r) {
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_NEXT_ID];
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        r->u.next_id.value = (uint64_t)sqlite3_column_int64(st, 0);
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        r->err = -EIO; /* the row is created with the schema: corrupt */
+        rc = SQLITE_OK;
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+int coil__sqlite_exec(coil__store *s, coil__store_req *r) {
     switch (r->op) {
     case COIL__OP_ENQUEUE: return exec_enqueue(s, r);
     case COIL__OP_COMPLETE: return exec_complete(s, r);
@@ -443,16 +458,16 @@ int coil__store_exec(coil__store *s, coil__store_req *r) {
     case COIL__OP_RELEASE: return exec_release(s, r);
     case COIL__OP_PEEK: return exec_peek(s, r);
     case COIL__OP_START: return exec_start(s, r);
-    case COIL__OP_NEXT_ID: return coil__ids_exec_next(s, r);
+    case COIL__OP_NEXT_ID: return exec_next_id(s, r);
     case COIL__OP_FLUSH: return SQLITE_OK;
     default: COIL_ASSERT(!"not a write");
     }
     return SQLITE_MISUSE;
 }
 
-int coil__store_exec_progress(coil__store *s, const coil__progress *p, bool *changed,
-                              coil__job_event *ev) {
-    sqlite3_stmt *st = s->stmt[COIL__STMT_PROGRESS];
+int coil__sqlite_exec_progress(coil__store *s, const coil__progress *p, bool *changed,
+                               coil__job_event *ev) {
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_PROGRESS];
     sqlite3_bind_text(st, 1, p->id, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 2, p->percent);
     bind_text_or_null(st, 3, p->message);
@@ -469,14 +484,4 @@ int coil__store_exec_progress(coil__store *s, const coil__progress *p, bool *cha
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-}
-
-void coil__store_req_discard(coil__store_req *r) {
-    if (r->op == COIL__OP_PEEK) {
-        for (size_t i = 0; i < r->u.peek.n; i++) {
-            coil__job_free(r->u.peek.jobs[i]);
-            r->u.peek.jobs[i] = NULL;
-        }
-        r->u.peek.n = 0;
-    }
 }

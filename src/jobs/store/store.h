@@ -205,15 +205,34 @@ bool coil__job_id_valid(const char *s);
 typedef struct coil__store coil__store;
 
 typedef struct coil__store_opts {
-    size_t inline_result_max; /* larger results go to files; 0: 64 KiB */
+    size_t inline_result_max; /* larger results go to files; 0: 64 KiB (SQLite) */
     size_t max_readers;       /* read connections kept open; 0: 4 */
+    /* PostgreSQL only. */
+    int64_t lease_ms;         /* a node silent this long is presumed dead; 0: 5 s */
+    int64_t heartbeat_ms;     /* how often a node renews its lease; 0: 1 s */
+    const char *const *kinds; /* NULL-terminated kinds this node claims; NULL: any */
 } coil__store_opts;
 
-/* Opens (creating if needed) the store in `dir`, and starts its writer.
+/* Opens (creating if needed) the store at `where`, and starts its writer.
+ * `where` chooses the backend:
+ *
+ *     DIR, sqlite:DIR                    the embedded store in a directory
+ *     postgres://..., postgresql://...   PostgreSQL (libpq's URL syntax)
+ *
  * `opts` may be NULL. Returns 0 with *out set, or -EBUSY if another store
- * has `dir` open (this or another process), -EROFS/-EACCES/-ENOSPC/-EIO if
- * it cannot be created or written, -EPERM outside a task. Suspends. */
-int coil__store_open(const char *dir, const coil__store_opts *opts, coil__store **out);
+ * has DIR open (this or another process), -EROFS/-EACCES/-ENOSPC/-EIO if
+ * it cannot be created or written, -ECONNREFUSED (the server cannot be
+ * reached) or -EACCES (authentication failed) on PostgreSQL, -EINVAL for a
+ * malformed `where`, -EPERM outside a task. Suspends. */
+int coil__store_open(const char *where, const coil__store_opts *opts, coil__store **out);
+
+/* Which backend the store uses: "sqlite" or "postgres". */
+const char *coil__store_backend_name(const coil__store *s);
+
+/* How often a scheduler should look for runnable jobs it was not told of:
+ * 0 (never: every change reaches the watchers) on SQLite; on PostgreSQL a
+ * coarse poll, for a notification lost while the connection was down. */
+coil_time coil__store_poll_interval(const coil__store *s);
 /* Finishes every write queued so far (pending progress included), stops the
  * writer and frees the store. No read may be in progress, and every watcher
  * should be unwatched first (one left behind is detached: unwatch then only
@@ -243,7 +262,15 @@ int coil__store_enqueue(coil__store *s, const coil__job_spec *spec, coil__enqueu
  * only flags them. Returns 0 with jobs[0..*n) set (*n >= 1; the caller frees
  * each), -EAGAIN if nothing is runnable now, with *next_run_at (may be NULL) set to
  * the earliest run_at of a waiting job, or 0 if there is none, or an error.
- * Suspends. */
+ * Suspends.  *
+ * On PostgreSQL, where many nodes share the queue, a peek claims: the jobs
+ * it returns are `running` at once, leased to this node (FOR UPDATE SKIP
+ * LOCKED, so no two nodes get the same job), each with a fresh attempt
+ * token; `skip` is not needed and ignored. start() then only confirms the
+ * attempt. Every write of an attempt (start, complete, fail, release,
+ * run_complete, run_fail) whose token is no longer the job's, because the
+ * node lost its lease and the job was rescued, returns -ESTALE and writes
+ * nothing. */
 int coil__store_peek(coil__store *s, const uint64_t *skip, size_t nskip, coil__job **jobs,
                      size_t max, size_t max_bytes, size_t *n, int64_t *next_run_at);
 /* Starts one job: queued or failed -> running, leased to `owner`, attempts
@@ -356,6 +383,10 @@ typedef struct coil__job_event {
     char kind[COIL__JOB_KIND_MAX + 1]; /* its kind */
     coil__job_state state;   /* state after the change */
     bool cancel_requested;   /* running, and the pool must stop it */
+    bool lost;               /* this node's attempt is no longer the job's (its
+                                lease lapsed and another node took the job):
+                                stop it; its outcome will be refused. Only
+                                ever delivered on the node that lost it. */
     int progress;            /* 0..100 */
     char message[128];       /* progress message (progress events), truncated; else "" */
     int attempts;            /* attempts started so far */

@@ -25,7 +25,7 @@
  * holds at most the scheduler's window (tens to a few thousand seqs), so a
  * flat array with linear search is the right structure.
  */
-#include "jobs/store/store_impl.h"
+#include "jobs/store/sqlite.h"
 
 #include <stdlib.h>
 
@@ -41,27 +41,27 @@ static int grow(void **items, size_t n, size_t *cap, size_t size) {
 }
 
 static ptrdiff_t find(const coil__store *s, int64_t seq) {
-    for (size_t i = 0; i < s->nheld; i++)
-        if (s->held[i] == seq) return (ptrdiff_t)i;
+    for (size_t i = 0; i < coil__sq(s)->nheld; i++)
+        if (coil__sq(s)->held[i] == seq) return (ptrdiff_t)i;
     return -1;
 }
 
 static int log_change(coil__store *s, int64_t seq, bool added) {
-    int rc = grow((void **)&s->held_log, s->nheld_log, &s->cap_held_log, sizeof *s->held_log);
+    int rc = grow((void **)&coil__sq(s)->held_log, coil__sq(s)->nheld_log, &coil__sq(s)->cap_held_log, sizeof *coil__sq(s)->held_log);
     if (rc != SQLITE_OK) return rc;
-    s->held_log[s->nheld_log++] = (coil__held_change){.seq = seq, .added = added};
+    coil__sq(s)->held_log[coil__sq(s)->nheld_log++] = (coil__held_change){.seq = seq, .added = added};
     return SQLITE_OK;
 }
 
 /* Adds or removes without logging; the room was made beforehand. */
-static void put(coil__store *s, int64_t seq) { s->held[s->nheld++] = seq; }
-static void take(coil__store *s, size_t i) { s->held[i] = s->held[--s->nheld]; }
+static void put(coil__store *s, int64_t seq) { coil__sq(s)->held[coil__sq(s)->nheld++] = seq; }
+static void take(coil__store *s, size_t i) { coil__sq(s)->held[i] = coil__sq(s)->held[--coil__sq(s)->nheld]; }
 
 bool coil__held_has(const coil__store *s, int64_t seq) { return find(s, seq) >= 0; }
 
 int coil__held_add(coil__store *s, int64_t seq) {
     if (find(s, seq) >= 0) return SQLITE_OK;
-    int rc = grow((void **)&s->held, s->nheld, &s->cap_held, sizeof *s->held);
+    int rc = grow((void **)&coil__sq(s)->held, coil__sq(s)->nheld, &coil__sq(s)->cap_held, sizeof *coil__sq(s)->held);
     if (rc == SQLITE_OK) rc = log_change(s, seq, true);
     if (rc == SQLITE_OK) put(s, seq);
     return rc;
@@ -75,21 +75,21 @@ int coil__held_remove(coil__store *s, int64_t seq) {
     return rc;
 }
 
-void coil__held_txn_begin(coil__store *s) { s->nheld_log = 0; }
+void coil__held_txn_begin(coil__store *s) { coil__sq(s)->nheld_log = 0; }
 
 void coil__held_txn_undo(coil__store *s) {
     /* In reverse: a seq removed was in the set, so there is room for it. */
-    while (s->nheld_log) {
-        coil__held_change c = s->held_log[--s->nheld_log];
+    while (coil__sq(s)->nheld_log) {
+        coil__held_change c = coil__sq(s)->held_log[--coil__sq(s)->nheld_log];
         if (c.added) take(s, (size_t)find(s, c.seq));
         else put(s, c.seq);
     }
 }
 
 void coil__held_free(coil__store *s) {
-    free(s->held);
-    free(s->held_log);
-    s->held = NULL;
-    s->held_log = NULL;
-    s->nheld = s->cap_held = s->nheld_log = s->cap_held_log = 0;
+    free(coil__sq(s)->held);
+    free(coil__sq(s)->held_log);
+    coil__sq(s)->held = NULL;
+    coil__sq(s)->held_log = NULL;
+    coil__sq(s)->nheld = coil__sq(s)->cap_held = coil__sq(s)->nheld_log = coil__sq(s)->cap_held_log = 0;
 }

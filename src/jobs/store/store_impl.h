@@ -1,24 +1,28 @@
 /* jobs/store/store_impl.h: what the store's files share.
  *
+ * The store is one interface (store.h) over two backends, chosen by
+ * coil__store_open()'s `where`: a directory (or "sqlite:DIR") is the
+ * embedded SQLite store, a "postgres://" or "postgresql://" URL is
+ * PostgreSQL. What is the same for both lives here:
+ *
  *   writer.c        the store's life (open, close), the writer thread and its
  *                   queue, group commit, parking callers and waking them,
  *                   progress coalescing, watchers.
- *   sqlite_*.c      everything that speaks SQL (sqlite.h has the map):
- *                   opening the database and its schema, each write
- *                   operation as the writer runs it inside a transaction,
- *                   the calls that submit them, and the read path (get,
- *                   list, counts) on the thread pool with read connections.
- *   store_held.c    the jobs a peek handed out and not yet started: the
- *                   fence that keeps a cancel from racing a job to a worker.
- *   ids.c           job ids and the durable sequence.
- *   job.c           the state machine, backoff, validation.
+ *   calls.c         the calls that build a request and submit it.
+ *   job.c, ids.c    the state machine, backoff, validation; job ids.
+ *
+ * The backends (coil__store_backend below) speak their database's language:
+ *
+ *   sqlite_*.c      sqlite.h has the map; store_held.c is its fence that keeps
+ *                   a cancel from racing a peeked job to a worker.
+ *   pg_*.c          pg.h has the map: connections, the schema and its
+ *                   migration, the writes, the reads, LISTEN, nodes and leases.
  *
  * A write operation is a coil__store_req on the calling task's stack. Its
- * `op` selects what the writer runs; its exec function (sqlite_write.c,
- * ids.c) returns an SQLite result code: SQLITE_OK when the operation went
- * through the database normally, whatever its own outcome (`err`: 0,
- * -ENOENT, -EINVAL, ...), or an SQLite error that dooms the whole
- * transaction (-ENOSPC, -EIO, ... for every request in it). Exec functions
+ * `op` selects what the writer runs; the backend's exec returns its rc: 0
+ * when the operation went through the database normally, whatever its own
+ * outcome (`err`: 0, -ENOENT, -EINVAL, ...), or an error that dooms the
+ * whole transaction (-ENOSPC, -EIO, ... for every request in it). Exec functions
  * note each change watchers see with coil__store_note_event(), in the order
  * they make them (published only if the transaction commits), and may
  * allocate outputs (claimed jobs) that coil__store_req_discard() frees if
@@ -30,7 +34,6 @@
 #include "jobs/store/store.h"
 #include "runtime/internal.h"
 
-#include <sqlite3.h>
 
 /* ------------------------------------------------------------------ requests */
 
@@ -127,41 +130,51 @@ typedef struct coil__progress {
     char *message;              /* malloc'd, or NULL */
 } coil__progress;
 
-/* One change of the held set inside a transaction (undone on rollback). */
-typedef struct coil__held_change {
-    int64_t seq;                /* the job */
-    bool added;                 /* added (else removed) */
-} coil__held_change;
+/* A backend: where the requests go. Each function runs where its comment
+ * says; "rc" is the backend's own result code, 0 for success, that its
+ * `error` maps to a negative errno. */
+typedef struct coil__store_backend {
+    const char *name;
+    /* The opening task, before the writer starts: reads `where` (a
+     * directory, a URL) into s->impl. Returns 0 or a negative errno. */
+    int (*create)(coil__store *s, const char *where);
+    /* After the writer has stopped: frees s->impl. */
+    void (*destroy)(coil__store *s);
+    /* Writer thread: connect, schema; and the end. open returns 0 or a
+     * negative errno, with everything undone. */
+    int (*open)(coil__store *s);
+    void (*close)(coil__store *s);
+    /* Writer thread: a COIL__OP_PRAGMA request; sets r->err. */
+    void (*control)(coil__store *s, coil__store_req *r);
+    /* Writer thread: one group transaction. `durable` is false for one of
+     * progress alone, which need not wait for its flush. commit sets
+     * *changed if the transaction changed anything. */
+    int (*begin)(coil__store *s, bool durable);
+    int (*exec)(coil__store *s, coil__store_req *r);
+    int (*exec_progress)(coil__store *s, const coil__progress *p, bool *changed,
+                         coil__job_event *ev);
+    int (*commit)(coil__store *s, bool *changed);
+    void (*rollback)(coil__store *s);
+    /* Writer thread: the negative errno of a failed transaction's rc, and
+     * whether it means "full" (then each request is retried alone). */
+    int (*error)(coil__store *s, int rc);
+    bool (*is_full)(int rc);
+    /* Tasks (they suspend): the reads. */
+    int (*get)(coil__store *s, const char *id, coil__job **out);
+    int (*list)(coil__store *s, const coil__job_filter *f, coil__job_list *out);
+    int (*counts)(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]);
+    /* Any thread: where result files live, or NULL if results are inline. */
+    const char *(*results_dir)(const coil__store *s);
+    /* coil__store_poll_interval's answer. */
+    coil_time poll_interval;
+} coil__store_backend;
 
-/* Prepared statements of the write connection (sqlite_open.c has the SQL). */
-typedef enum coil__stmt {
-    COIL__STMT_BEGIN,
-    COIL__STMT_COMMIT,
-    COIL__STMT_ROLLBACK,
-    COIL__STMT_FIND_KEY,
-    COIL__STMT_INSERT,
-    COIL__STMT_LOOKUP,
-    COIL__STMT_COMPLETE,
-    COIL__STMT_FAIL,
-    COIL__STMT_CANCEL_NOW,
-    COIL__STMT_CANCEL_FLAG,
-    COIL__STMT_REQUEUE,
-    COIL__STMT_RELEASE,
-    COIL__STMT_TOP_PRIORITY,
-    COIL__STMT_NEXT_PRIORITY,
-    COIL__STMT_DUE_AT_PRIORITY,
-    COIL__STMT_NEXT_AT_PRIORITY,
-    COIL__STMT_BY_SEQ,
-    COIL__STMT_START,
-    COIL__STMT_PROGRESS,
-    COIL__STMT_NEXT_ID,
-    COIL__STMT_COUNT
-} coil__stmt;
+extern const coil__store_backend coil__sqlite_backend;
+extern const coil__store_backend coil__pg_backend;
 
 struct coil__store {
-    char *dir;                  /* the data directory */
-    char *db_path;              /* DIR/jobs.db */
-    char *results_dir;          /* DIR/results */
+    const coil__store_backend *be; /* chosen by coil__store_open's `where` */
+    void *impl;                 /* the backend's own state */
     coil__store_opts opts;      /* with defaults filled in */
     pthread_t writer;           /* the writer thread */
 
@@ -175,21 +188,10 @@ struct coil__store {
     coil__list watchers;        /* coil__store_watcher */
 
     /* The writer thread's own. */
-    sqlite3 *db;                /* the write connection */
-    sqlite3_stmt *stmt[COIL__STMT_COUNT];
-    int lock_fd;                /* DIR/lock, flock'd while open; -1 if not */
     uint64_t rng;               /* backoff jitter */
     coil__job_event *events;    /* a commit's changes, for the watchers */
     size_t nevents, cap_events;
-    int64_t *held;              /* seqs peeked and not yet started (store_held.c) */
-    size_t nheld, cap_held;
-    coil__held_change *held_log; /* this transaction's changes of `held` */
-    size_t nheld_log, cap_held_log;
 
-    /* Read path. */
-    pthread_mutex_t rlock;      /* guards readers, nreaders */
-    sqlite3 **readers;          /* idle read connections (opts.max_readers) */
-    size_t nreaders;
     atomic_size_t reads;        /* reads in progress (must be 0 at close) */
 
     /* Stats (coil__store_stats), written by the writer. */
@@ -211,52 +213,14 @@ int coil__store_submit(coil__store *s, coil__store_req *r);
  * published when (and only if) the transaction commits. */
 void coil__store_note_event(coil__store *s, const coil__job_event *ev);
 
-/* ------------------------------------------------------------------ sqlite_*.c */
+/* Any thread: hands this commit's changes to every watcher, each on its
+ * own loop. `events` is copied. */
+void coil__store_publish(coil__store *s, const coil__job_event *events, size_t n);
 
-/* Writer thread. Opens DIR, its lock and the database, creates or checks
- * the schema, prepares the statements. Returns 0 or a negative error, with
- * everything undone. */
-int coil__store_db_open(coil__store *s);
-/* Writer thread. Finalizes, closes, unlocks. */
-void coil__store_db_close(coil__store *s);
-/* Writer thread. Runs a COIL__OP_PRAGMA request; sets r->err. */
-void coil__store_db_pragma(coil__store *s, coil__store_req *r);
-/* Writer thread, inside a transaction: runs a write request (see above). */
-int coil__store_exec(coil__store *s, coil__store_req *r);
-/* Writer thread, inside a transaction: applies a progress update. Sets
- * *changed and fills *ev when the job was running. Returns an SQLite code. */
-int coil__store_exec_progress(coil__store *s, const coil__progress *p, bool *changed,
-                              coil__job_event *ev);
-/* Frees what exec allocated for `r`, after a rollback. */
+/* fsync(2) of a directory. Returns 0 or a negative errno. */
+int coil__fsync_dir(const char *path);
+
+/* Frees what exec allocated for `r` (peeked jobs), after a rollback. */
 void coil__store_req_discard(coil__store_req *r);
-/* Steps a statement that returns no rows, then resets it. Returns an
- * SQLite code (SQLITE_OK for done). */
-int coil__stmt_run(sqlite3_stmt *st);
-/* Maps an SQLite result on `db` to a negative errno (-EROFS, -ENOSPC, -EIO,
- * ...), using the OS error behind it where there is one. */
-int coil__sqlite_err(sqlite3 *db, int rc);
-/* Closes the idle read connections. */
-void coil__store_readers_close(coil__store *s);
-
-/* ------------------------------------------------------------------ store_held.c */
-
-/* Writer thread. Whether a peek handed out `seq` and it is not started yet. */
-bool coil__held_has(const coil__store *s, int64_t seq);
-/* Writer thread, inside a transaction: adds or removes `seq` (either is
- * idempotent), logged for coil__held_txn_undo. Return SQLITE_OK or
- * SQLITE_NOMEM (then nothing changed). */
-int coil__held_add(coil__store *s, int64_t seq);
-int coil__held_remove(coil__store *s, int64_t seq);
-/* Writer thread: a transaction begins (its log is emptied), or rolled back
- * (its changes are undone). */
-void coil__held_txn_begin(coil__store *s);
-void coil__held_txn_undo(coil__store *s);
-/* Frees the set. */
-void coil__held_free(coil__store *s);
-
-/* ------------------------------------------------------------------ ids.c */
-
-/* Writer thread, inside a transaction: COIL__OP_NEXT_ID. */
-int coil__ids_exec_next(coil__store *s, coil__store_req *r);
 
 #endif /* COIL_JOBS_STORE_IMPL_H */

@@ -1,20 +1,21 @@
 /* jobs/store/writer.c: the store's single writer and its group commit.
  *
- * All writes go through one thread that owns the only write connection. The
- * loops never wait on SQLite: a write call (enqueue, start, complete, ...)
+ * All writes go through one thread that owns the only write connection, on
+ * either backend (store_impl.h). The loops never wait on the database: a write call (enqueue, start, complete, ...)
  * fills a coil__store_req on its own stack, queues it under the store's
  * lock, and parks its task. The rest of the loop goes on.
  *
  *     task (a loop thread)         store->queue         writer thread
  *     --------------------         ------------         -------------
  *     fill req, queue it   --->    req, req, ...  --->  take them ALL
- *     park (xpending++)                                 BEGIN IMMEDIATE
+ *     park (xpending++)                                 BEGIN
  *                                                       exec each req
  *                                                       COMMIT (one fsync)
  *     req_done: wake   <------ posted to each caller's loop, after COMMIT
  *
  * Group commit. The writer takes every request queued so far and runs them
- * in ONE transaction, and only after COMMIT returns (the WAL fsync'd) does
+ * in ONE transaction, and only after COMMIT returns (the WAL fsync'd, or
+ * PostgreSQL's commit flushed) does
  * it post each request's completion node (coil__call_soon_threadsafe_node)
  * back to its caller's loop. While one commit waits for its fsync, the
  * next requests pile up in the queue, and the next commit takes them all:
@@ -47,8 +48,9 @@
  * store->progress, at most one per job (a newer one replaces it), and the
  * writer applies them all with its next transaction. A transaction of
  * progress alone (or with flushes, which write nothing) is committed with
- * synchronous=NORMAL: it costs no fsync, and the next fsync'd commit, or
- * closing the store, makes it durable too (the WAL is written in order).
+ * synchronous=NORMAL (synchronous_commit off on PostgreSQL): it costs no
+ * fsync, and the next fsync'd commit, or closing the store, makes it
+ * durable too (the log is written in order).
  *
  * Watchers get the changes of each commit, posted to their own loop after
  * the commit and before the callers are woken: a task on the watcher's loop
@@ -170,22 +172,21 @@ static void deliver(void *arg) {
     free(d);
 }
 
-/* Writer thread: posts this commit's changes to every watcher. */
-static void publish(coil__store *s) {
-    if (!s->nevents) return;
-    size_t bytes = sizeof(delivery) + s->nevents * sizeof(coil__job_event);
+void coil__store_publish(coil__store *s, const coil__job_event *events, size_t n) {
+    if (!n) return;
+    size_t bytes = sizeof(delivery) + n * sizeof(coil__job_event);
     pthread_mutex_lock(&s->lock);
     coil__list *it;
     coil__list_foreach(it, &s->watchers) {
         coil__store_watcher *w = COIL_CONTAINER_OF(it, coil__store_watcher, link);
         delivery *d = malloc(bytes);
         if (!d) {
-            coil__log("job store: out of memory: a watcher misses %zu changes", s->nevents);
+            coil__log("job store: out of memory: a watcher misses %zu changes", n);
             continue;
         }
         d->watch = w;
-        d->n = s->nevents;
-        memcpy(d->events, s->events, s->nevents * sizeof(coil__job_event));
+        d->n = n;
+        memcpy(d->events, events, n * sizeof(coil__job_event));
         atomic_fetch_add(&w->refs, 1);
         if (coil_call_soon_threadsafe(w->loop, deliver, d) != 0) {
             atomic_fetch_sub(&w->refs, 1); /* its loop is gone; the handle remains */
@@ -317,15 +318,6 @@ static bool only_flushes(const coil__list *reqs) {
     return true;
 }
 
-static void rollback(coil__store *s) {
-    if (!sqlite3_get_autocommit(s->db)) (void)coil__stmt_run(s->stmt[COIL__STMT_ROLLBACK]);
-}
-
-static void set_sync(coil__store *s, bool full) {
-    (void)sqlite3_exec(s->db, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL",
-                       NULL, NULL, NULL);
-}
-
 static void stat_max(_Atomic uint64_t *stat, uint64_t v) {
     if (v > atomic_load(stat)) atomic_store(stat, v); /* one writer */
 }
@@ -336,14 +328,14 @@ static int apply_progress(coil__store *s, const coil__list *progress, size_t *wr
         const coil__progress *p = COIL_CONTAINER_OF(it, coil__progress, link);
         bool changed = false;
         coil__job_event ev;
-        int rc = coil__store_exec_progress(s, p, &changed, &ev);
-        if (rc != SQLITE_OK) return rc;
+        int rc = s->be->exec_progress(s, p, &changed, &ev);
+        if (rc != 0) return rc;
         if (changed) {
             coil__store_note_event(s, &ev);
             (*written)++;
         }
     }
-    return SQLITE_OK;
+    return 0;
 }
 
 /* Inside the transaction: runs every request. */
@@ -351,10 +343,10 @@ static int exec_all(coil__store *s, coil__list *reqs) {
     for (coil__list *it = reqs->next; it != reqs; it = it->next) {
         coil__store_req *r = COIL_CONTAINER_OF(it, coil__store_req, link);
         r->err = 0;
-        int rc = coil__store_exec(s, r);
-        if (rc != SQLITE_OK) return rc;
+        int rc = s->be->exec(s, r);
+        if (rc != 0) return rc;
     }
-    return SQLITE_OK;
+    return 0;
 }
 
 static void run_txn(coil__store *s, coil__list *reqs, coil__list *progress);
@@ -363,7 +355,7 @@ static void run_txn(coil__store *s, coil__list *reqs, coil__list *progress);
 static void txn_failed(coil__store *s, coil__list *reqs, int rc) {
     for (coil__list *it = reqs->next; it != reqs; it = it->next)
         coil__store_req_discard(COIL_CONTAINER_OF(it, coil__store_req, link));
-    if ((rc & 0xff) == SQLITE_FULL && list_len(reqs) > 1) {
+    if (s->be->is_full(rc) && list_len(reqs) > 1) {
         /* Each alone: only what does not fit fails. */
         coil__list none, one;
         coil__list_init(&none);
@@ -375,7 +367,7 @@ static void txn_failed(coil__store *s, coil__list *reqs, int rc) {
         }
         return;
     }
-    int err = coil__sqlite_err(s->db, rc);
+    int err = s->be->error(s, rc);
     for (coil__list *it = reqs->next; it != reqs; it = it->next)
         COIL_CONTAINER_OF(it, coil__store_req, link)->err = err;
     complete_all(reqs);
@@ -390,33 +382,29 @@ static void run_txn(coil__store *s, coil__list *reqs, coil__list *progress) {
         complete_all(reqs); /* everything before them is written already */
         return;
     }
-    if (progress_only) set_sync(s, false);
-    int64_t changes = sqlite3_total_changes64(s->db);
     size_t nreqs = list_len(reqs), written = 0;
+    bool changed = false;
     s->nevents = 0;
-    coil__held_txn_begin(s);
-    int rc = coil__stmt_run(s->stmt[COIL__STMT_BEGIN]);
-    if (rc == SQLITE_OK) rc = apply_progress(s, progress, &written);
-    if (rc == SQLITE_OK) rc = exec_all(s, reqs);
-    if (rc == SQLITE_OK) rc = coil__stmt_run(s->stmt[COIL__STMT_COMMIT]);
-    if (progress_only) set_sync(s, true);
+    int rc = s->be->begin(s, !progress_only);
+    if (rc == 0) rc = apply_progress(s, progress, &written);
+    if (rc == 0) rc = exec_all(s, reqs);
+    if (rc == 0) rc = s->be->commit(s, &changed);
     progress_free_all(progress);
-    if (rc != SQLITE_OK) {
-        rollback(s);
+    if (rc != 0) {
+        s->be->rollback(s);
         s->nevents = 0; /* none of it happened */
-        coil__held_txn_undo(s);
         atomic_fetch_add(&s->failed_commits, 1);
         txn_failed(s, reqs, rc);
         return;
     }
     /* Durable from here on. */
-    if (!progress_only && sqlite3_total_changes64(s->db) != changes) {
+    if (!progress_only && changed) {
         atomic_fetch_add(&s->commits, 1);
         atomic_fetch_add(&s->writes, nreqs);
         stat_max(&s->largest_batch, nreqs);
     }
     atomic_fetch_add(&s->progress_written, written);
-    publish(s);
+    coil__store_publish(s, s->events, s->nevents);
     complete_all(reqs);
 }
 
@@ -428,15 +416,15 @@ static bool run_control(coil__store *s, coil__store_req *r) {
     bool stop = false;
     switch (r->op) {
     case COIL__OP_OPEN:
-        r->err = coil__store_db_open(s);
+        r->err = s->be->open(s);
         stop = r->err != 0;
         break;
     case COIL__OP_CLOSE:
-        coil__store_db_close(s);
+        s->be->close(s);
         stop = true;
         break;
     default:
-        coil__store_db_pragma(s, r);
+        s->be->control(s, r);
         break;
     }
     complete(r);
@@ -516,51 +504,51 @@ static void *writer_main(void *arg) {
 
 /* ------------------------------------------------------------------ open, close */
 
-static char *path_join(const char *dir, const char *name) {
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (!p) return NULL;
-    memcpy(p, dir, a);
-    p[a] = '/';
-    memcpy(p + a + 1, name, b + 1);
-    return p;
-}
-
 static void store_free(coil__store *s) {
+    if (s->be) s->be->destroy(s);
     pthread_cond_destroy(&s->work);
     pthread_mutex_destroy(&s->lock);
-    pthread_mutex_destroy(&s->rlock);
     free(s->events);
-    coil__held_free(s);
-    free(s->readers);
-    free(s->results_dir);
-    free(s->db_path);
-    free(s->dir);
     free(s);
 }
 
-static coil__store *store_new(const char *dir, const coil__store_opts *opts) {
+/* Which backend `where` names, and what it says of the place: a
+ * "postgres://" or "postgresql://" URL (passed whole), "sqlite:DIR", or a
+ * plain directory. */
+static const coil__store_backend *backend_for(const char *where, const char **place) {
+    if (strncmp(where, "postgres://", 11) == 0 || strncmp(where, "postgresql://", 13) == 0) {
+        *place = where;
+        return &coil__pg_backend;
+    }
+    *place = strncmp(where, "sqlite:", 7) == 0 ? where + 7 : where;
+    return &coil__sqlite_backend;
+}
+
+static int store_new(const char *where, const coil__store_opts *opts, coil__store **out) {
     coil__store *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
+    if (!s) return -ENOMEM;
     if (opts) s->opts = *opts;
     if (!s->opts.inline_result_max) s->opts.inline_result_max = DEFAULT_INLINE_RESULT_MAX;
     if (!s->opts.max_readers) s->opts.max_readers = DEFAULT_MAX_READERS;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_mutex_init(&s->rlock, NULL);
     pthread_cond_init(&s->work, NULL);
     coil__list_init(&s->queue);
     coil__list_init(&s->progress);
     coil__list_init(&s->watchers);
-    s->lock_fd = -1;
-    s->dir = strdup(dir);
-    s->db_path = path_join(dir, "jobs.db");
-    s->results_dir = path_join(dir, "results");
-    s->readers = calloc(s->opts.max_readers, sizeof *s->readers);
-    if (!s->dir || !s->db_path || !s->results_dir || !s->readers) {
+    const char *place;
+    const coil__store_backend *be = backend_for(where, &place);
+    if (!*place) {
         store_free(s);
-        return NULL;
+        return -EINVAL;
     }
-    return s;
+    s->be = be; /* so that store_free undoes what create did */
+    int err = be->create(s, place);
+    if (err) {
+        store_free(s);
+        return err;
+    }
+    *out = s;
+    return 0;
 }
 
 /* Starts the writer with every signal blocked, so that signals reach the
@@ -576,14 +564,15 @@ static int writer_start(coil__store *s) {
     return 0;
 }
 
-int coil__store_open(const char *dir, const coil__store_opts *opts, coil__store **out) {
+int coil__store_open(const char *where, const coil__store_opts *opts, coil__store **out) {
     coil_task *t = coil__running();
     if (!t) return -EPERM;
-    if (!dir || !*dir || !out) return -EINVAL;
+    if (!where || !*where || !out) return -EINVAL;
     int err = coil__pending_cancel(t);
     if (err) return err;
-    coil__store *s = store_new(dir, opts);
-    if (!s) return -ENOMEM;
+    coil__store *s;
+    err = store_new(where, opts, &s);
+    if (err) return err;
     /* The open request is queued before the writer exists: it is the first
      * thing the writer does, on its own thread (mkdir, flock, schema). */
     coil__store_req r = {.op = COIL__OP_OPEN};
@@ -620,7 +609,6 @@ int coil__store_close(coil__store *s) {
     pthread_mutex_unlock(&s->lock);
     int err = req_park(&r);
     pthread_join(s->writer, NULL); /* it returns right after posting */
-    coil__store_readers_close(s);
     /* Watchers left registered outlive the store; unwatch only frees them. */
     coil__list *n;
     while ((n = coil__list_pop_front(&s->watchers)))
@@ -629,7 +617,9 @@ int coil__store_close(coil__store *s) {
     return err;
 }
 
-const char *coil__store_results_dir(const coil__store *s) { return s->results_dir; }
+const char *coil__store_backend_name(const coil__store *s) { return s->be->name; }
+
+coil_time coil__store_poll_interval(const coil__store *s) { return s->be->poll_interval; }
 
 void coil__store_get_stats(coil__store *s, coil__store_stats *out) {
     out->commits = atomic_load(&s->commits);
@@ -641,4 +631,13 @@ void coil__store_get_stats(coil__store *s, coil__store_stats *out) {
     pthread_mutex_lock(&s->lock);
     out->queued = s->nqueued;
     pthread_mutex_unlock(&s->lock);
+}
+
+void coil__store_req_discard(coil__store_req *r) {
+    if (r->op != COIL__OP_PEEK) return;
+    for (size_t i = 0; i < r->u.peek.n; i++) {
+        coil__job_free(r->u.peek.jobs[i]);
+        r->u.peek.jobs[i] = NULL;
+    }
+    r->u.peek.n = 0;
 }

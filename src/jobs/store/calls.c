@@ -1,12 +1,15 @@
-/* jobs/store/sqlite_calls.c: the coil__store_* write calls: each builds a
- * request on the caller's stack and submits it to the writer (writer.c).
- * Large results are written to DIR/results/ first, on the thread pool.
+/* jobs/store/calls.c: the coil__store_* calls, the same on every backend.
+ * A write builds a request on the caller's stack and submits it to the
+ * writer (writer.c); a read goes to the backend. On a backend that keeps
+ * result files (SQLite), large results are written to DIR/results/ first,
+ * on the thread pool.
  */
-#include "jobs/store/sqlite.h"
+#include "jobs/store/store_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -49,6 +52,14 @@ int coil__store_start(coil__store *s, const char *id, const char *owner, int *at
     r.u.start.owner = owner;
     int err = coil__store_submit(s, &r);
     if (!err && attempts) *attempts = r.u.start.attempts;
+    return err;
+}
+
+int coil__fsync_dir(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int err = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
     return err;
 }
 
@@ -126,8 +137,10 @@ static int complete(coil__store *s, const char *id, const char *owner,
     r.u.complete.res = res;
     r.u.complete.file = res->file;
     r.u.complete.owner = owner;
-    result_file f = {.dir = s->results_dir, .data = res->data, .len = res->len};
-    bool to_file = res->len > s->opts.inline_result_max;
+    const char *dir = coil__store_results_dir(s);
+    if (res->file && !dir) return -EINVAL; /* this backend keeps no files */
+    result_file f = {.dir = dir, .data = res->data, .len = res->len};
+    bool to_file = dir && res->len > s->opts.inline_result_max;
     if (to_file) {
         char rnd[COIL__JOB_ID_SIZE];
         int err = coil__job_id_new(rnd);
@@ -222,4 +235,44 @@ int coil__store_set_max_pages(coil__store *s, uint64_t pages, uint64_t *page_cou
 
 int coil__store_set_readonly(coil__store *s, bool readonly) {
     return pragma(s, COIL__PRAGMA_QUERY_ONLY, readonly, NULL);
+}
+
+/* ------------------------------------------------------------------ reads */
+
+int coil__store_get(coil__store *s, const char *id, coil__job **out) {
+    if (!out) return -EINVAL;
+    *out = NULL;
+    if (!coil__job_id_valid(id)) return -ENOENT;
+    atomic_fetch_add(&s->reads, 1);
+    int err = s->be->get(s, id, out);
+    atomic_fetch_sub(&s->reads, 1);
+    return err;
+}
+
+int coil__store_list(coil__store *s, const coil__job_filter *f, coil__job_list *out) {
+    static const coil__job_filter all = {.state = -1};
+    if (!out) return -EINVAL;
+    if (!f) f = &all;
+    if (f->state < -1 || f->state >= COIL__JOB_NSTATES || f->cursor > INT64_MAX) return -EINVAL;
+    atomic_fetch_add(&s->reads, 1);
+    int err = s->be->list(s, f, out);
+    atomic_fetch_sub(&s->reads, 1);
+    return err;
+}
+
+int coil__store_counts(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]) {
+    atomic_fetch_add(&s->reads, 1);
+    int err = s->be->counts(s, counts);
+    atomic_fetch_sub(&s->reads, 1);
+    return err;
+}
+
+const char *coil__store_results_dir(const coil__store *s) { return s->be->results_dir(s); }
+
+void coil__job_list_free(coil__job_list *l) {
+    for (size_t i = 0; i < l->n; i++) coil__job_free(l->jobs[i]);
+    free(l->jobs);
+    l->jobs = NULL;
+    l->n = 0;
+    l->next_cursor = 0;
 }

@@ -1,0 +1,170 @@
+/* jobs/store/pg.h: what the PostgreSQL backend's files share (internal).
+ *
+ *   pg_conn.c   connecting (with a bounded timeout), errors, parameters,
+ *               rows to records, the schema and its migration under an
+ *               advisory lock, the backend's life and its transactions
+ *   pg_write.c  each write as the writer runs it inside its group
+ *               transaction, and the NOTIFY of every commit's changes
+ *   pg_read.c   get, list and counts, on the thread pool, with a small
+ *               pool of read connections
+ *   pg_node.c   this process as a node: its row and lease, the heartbeat,
+ *               the rescue of lapsed nodes' jobs, and LISTEN, on a thread
+ *               of its own with its own connection
+ *
+ * Many processes on many machines share one database. Each is a node: a
+ * row of coil_nodes with a lease it renews every heartbeat. A peek here
+ * claims (FOR UPDATE SKIP LOCKED): the jobs become `running`, leased to
+ * this node, each with an attempt token fresh from a sequence. Every later
+ * write of the attempt (start, progress, complete, fail, release) names
+ * its token and is refused (-ESTALE) once the token is no longer the job's:
+ * a node that lost its lease cannot overwrite the attempt that replaced
+ * its own. Tokens live in `owned` (id -> token), under its own lock: the
+ * writer adds and drops them, and the node thread takes them all away when
+ * it finds its node declared lost.
+ *
+ * No libpq call runs on a loop thread: the writer, the node thread and the
+ * thread pool make them all.
+ */
+#ifndef COIL_JOBS_STORE_PG_H
+#define COIL_JOBS_STORE_PG_H
+
+#include "jobs/store/store_impl.h"
+
+#include <libpq-fe.h>
+
+enum {
+    COIL__PG_SCHEMA_VERSION = 1,
+    COIL__PG_NOTIFY_MAX = 7900,     /* bytes of one NOTIFY payload (the limit is 8000) */
+};
+
+/* The channel every node LISTENs on. */
+#define COIL__PG_CHANNEL "coil_jobs"
+
+/* A job this node has claimed and not yet finished. */
+typedef struct coil__pg_owned {
+    char id[COIL__JOB_ID_SIZE];
+    int64_t token;
+} coil__pg_owned;
+
+/* The PostgreSQL backend's state (s->impl). */
+typedef struct coil__pg {
+    char *url;                  /* the connection URL, as given */
+    char node_name[96];         /* host:pid (lease_owner of its jobs) */
+    int64_t lease_ms, heartbeat_ms;
+    char *kinds;                /* "{a,b}" array literal of the kinds claimed, or NULL: any */
+
+    /* The writer thread's own. */
+    PGconn *conn;               /* the write connection; NULL while down */
+    int64_t retry_at_ms;        /* reconnect no sooner than this (wall ms) */
+    int64_t retry_wait_ms;      /* current reconnect backoff */
+    bool txn_changed;           /* this transaction changed a row */
+
+    /* The node: its id changes when it registers anew after losing its lease. */
+    _Atomic int64_t node_id;
+
+    pthread_mutex_t owned_lock; /* guards owned, nowned */
+    coil__pg_owned *owned;
+    size_t nowned, cap_owned;
+    /* The writer's: this transaction's changes to `owned` (token 0: drop),
+     * applied once it commits. */
+    coil__pg_owned *pending;
+    size_t npending, cap_pending;
+
+    /* The node thread (pg_node.c). */
+    pthread_t node_thread;
+    bool node_started;
+    int wake_pipe[2];           /* written to stop it */
+    PGconn *listen_conn;        /* its own connection */
+
+    /* Read path. */
+    pthread_mutex_t rlock;      /* guards readers, nreaders */
+    PGconn **readers;
+    size_t nreaders;
+} coil__pg;
+
+static inline coil__pg *coil__pgs(const coil__store *s) { return s->impl; }
+
+/* ------------------------------------------------------------------ pg_conn.c */
+
+/* Connects to `url` (connect_timeout bounded; keepalives on). Returns 0
+ * with *out set, or -ECONNREFUSED/-EACCES/-EINVAL with the reason logged
+ * once under `what` when `log`. Blocks: not on a loop thread. */
+int coil__pg_connect(const char *url, const char *what, bool log, PGconn **out);
+/* The negative errno for a failed result (or a NULL one): -ENOTCONN when
+ * the connection is gone, -ENOSPC, -EROFS, -EIO, ... */
+int coil__pg_err(PGconn *c, const PGresult *res);
+/* Runs `sql` with text parameters (NULL: SQL NULL), binary results.
+ * Returns the result (the caller clears it) or NULL when it failed, with
+ * *err set. `bin` (may be NULL) marks parameters sent as binary, with
+ * their lengths in `lens`. Blocks. */
+PGresult *coil__pg_exec(PGconn *c, const char *sql, int n, const char *const *params,
+                        const int *lens, const int *bin, int *err);
+/* Runs a command that returns no rows (or rows left unread). Returns 0 or
+ * a negative errno. Blocks. */
+int coil__pg_command(PGconn *c, const char *sql, int n, const char *const *params);
+/* Binary result columns: an integer of any width, a boolean; text. */
+int64_t coil__pg_int(const PGresult *r, int row, int col);
+bool coil__pg_bool(const PGresult *r, int row, int col);
+const char *coil__pg_text(const PGresult *r, int row, int col);
+/* The columns every record read selects, in coil__pg_job order; `blobs`
+ * chooses payload and result, else their lengths. */
+const char *coil__pg_columns(bool blobs);
+/* The record in `row` of a result whose columns from `first` on are
+ * coil__pg_columns(blobs), in one allocation; NULL on ENOMEM. */
+coil__job *coil__pg_job(const PGresult *r, int row, int first, bool blobs);
+/* Creates or upgrades the schema, under an advisory lock (several nodes
+ * may start at once). Returns 0 or a negative errno, logged. Blocks. */
+int coil__pg_migrate(PGconn *c);
+
+/* ------------------------------------------------------------------ pg_write.c */
+
+int coil__pg_exec_req(coil__store *s, coil__store_req *r);
+int coil__pg_exec_progress(coil__store *s, const coil__progress *p, bool *changed,
+                           coil__job_event *ev);
+/* Inside the transaction, before COMMIT: NOTIFY of `events`. Returns 0 or
+ * a negative errno. */
+int coil__pg_notify(PGconn *c, int64_t node, const coil__job_event *events, size_t n);
+/* A job's event from a row with the columns of COIL__PG_EVENT_COLUMNS. */
+#define COIL__PG_EVENT_COLUMNS "id, kind, state, cancel_requested, attempts, run_at, progress"
+void coil__pg_event_from_row(const PGresult *r, int row, coil__job_event *ev);
+/* The rescue: every job running on a node whose lease lapsed (or that is
+ * marked lost) is retried (failed, due now) if it has attempts left, else
+ * dead, or cancelled if a cancel was requested; the nodes are marked lost.
+ * Runs inside the caller's transaction; notes the changes in *events
+ * (malloc'd, the caller frees) and *nevents. Returns 0 or a negative errno. */
+int coil__pg_rescue(PGconn *c, coil__job_event **events, size_t *nevents);
+
+/* Owned attempts. The token of `id`, or 0 if this node holds none (any
+ * thread). */
+int64_t coil__pg_token(coil__pg *pg, const char *id);
+/* Writer thread: takes or drops an attempt when this transaction commits
+ * (coil__pg_pending_apply), or not at all if it rolls back
+ * (coil__pg_pending_drop). Return 0 or -ENOMEM. */
+int coil__pg_own_later(coil__pg *pg, const char *id, int64_t token);
+int coil__pg_disown_later(coil__pg *pg, const char *id);
+void coil__pg_pending_apply(coil__pg *pg);
+void coil__pg_pending_drop(coil__pg *pg);
+/* Node thread: takes every owned attempt away (the node lost its lease).
+ * Returns them (malloc'd, the caller frees) with their count. */
+coil__pg_owned *coil__pg_disown_all(coil__pg *pg, size_t *n);
+
+/* ------------------------------------------------------------------ pg_read.c */
+
+int coil__pg_get(coil__store *s, const char *id, coil__job **out);
+int coil__pg_list(coil__store *s, const coil__job_filter *f, coil__job_list *out);
+int coil__pg_counts(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]);
+void coil__pg_readers_close(coil__pg *pg);
+
+/* ------------------------------------------------------------------ pg_node.c */
+
+/* Writer thread, at open: registers the node (pg->node_id). Returns 0 or
+ * a negative errno. */
+int coil__pg_node_register(coil__pg *pg, PGconn *c);
+/* Starts and stops the node thread (heartbeat, rescue, LISTEN). */
+int coil__pg_node_start(coil__store *s);
+void coil__pg_node_stop(coil__store *s);
+/* Writer thread, at close: the node leaves (its row is marked lost, and
+ * anything it still ran is rescued at once). */
+void coil__pg_node_leave(coil__store *s, PGconn *c);
+
+#endif /* COIL_JOBS_STORE_PG_H */

@@ -1,0 +1,654 @@
+/* jobs/store/pg_write.c: the write operations on PostgreSQL, each run by
+ * the writer thread inside its group transaction (store_impl.h has their
+ * contract), and the NOTIFY that tells the other nodes what changed.
+ *
+ * A peek claims with FOR UPDATE SKIP LOCKED: nodes claiming at once pass
+ * over each other's rows instead of waiting for them, so no job goes to
+ * two nodes and no node waits for another's commit. Each claimed attempt
+ * gets a token from the coil_tokens sequence; every later write of that
+ * attempt names it (WHERE token = ...), so a node whose attempt was
+ * rescued away writes nothing and gets -ESTALE.
+ *
+ * Tokens this node holds are in pg->owned. A transaction's changes to it
+ * wait in `pending` until COMMIT succeeds: a rolled-back claim leaves no
+ * token, and a rolled-back outcome keeps its token for the retry. An
+ * outcome keeps its token in the row, so a retry of an outcome whose
+ * COMMIT answer was lost (the connection broke) finds its own outcome
+ * there and succeeds.
+ *
+ * NOTIFY: one commit's changes go out as few payloads as fit (a JSON array
+ * of events, about 7.9 KB each), in the same transaction: every listener
+ * sees them once the commit is visible, and never for a rollback. NOTIFY
+ * serialises committers on a global lock, which is why a node sends one per
+ * group commit and not one per job.
+ */
+#include "jobs/store/pg.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A number as a text parameter. */
+typedef struct num {
+    char s[24];
+} num;
+
+static num n64(int64_t v) {
+    num n;
+    snprintf(n.s, sizeof n.s, "%" PRId64, v);
+    return n;
+}
+
+/* ------------------------------------------------------------------ owned tokens */
+
+/* Room for one more item in a growing array. */
+static int grow(coil__pg_owned **items, size_t n, size_t *cap) {
+    if (n < *cap) return 0;
+    size_t ncap = *cap ? *cap * 2 : 64;
+    coil__pg_owned *o = realloc(*items, ncap * sizeof *o);
+    if (!o) return -ENOMEM;
+    *items = o;
+    *cap = ncap;
+    return 0;
+}
+
+int64_t coil__pg_token(coil__pg *pg, const char *id) {
+    int64_t token = 0;
+    pthread_mutex_lock(&pg->owned_lock);
+    for (size_t i = 0; i < pg->nowned && !token; i++)
+        if (strcmp(pg->owned[i].id, id) == 0) token = pg->owned[i].token;
+    pthread_mutex_unlock(&pg->owned_lock);
+    return token;
+}
+
+static int pending_add(coil__pg *pg, const char *id, int64_t token) {
+    if (grow(&pg->pending, pg->npending, &pg->cap_pending)) return -ENOMEM;
+    coil__pg_owned *o = &pg->pending[pg->npending++];
+    snprintf(o->id, sizeof o->id, "%s", id);
+    o->token = token;
+    return 0;
+}
+
+int coil__pg_own_later(coil__pg *pg, const char *id, int64_t token) {
+    return pending_add(pg, id, token);
+}
+
+int coil__pg_disown_later(coil__pg *pg, const char *id) { return pending_add(pg, id, 0); }
+
+void coil__pg_pending_drop(coil__pg *pg) { pg->npending = 0; }
+
+void coil__pg_pending_apply(coil__pg *pg) {
+    pthread_mutex_lock(&pg->owned_lock);
+    for (size_t k = 0; k < pg->npending; k++) {
+        const coil__pg_owned *p = &pg->pending[k];
+        size_t i = 0;
+        while (i < pg->nowned && strcmp(pg->owned[i].id, p->id) != 0) i++;
+        if (p->token == 0) {
+            if (i < pg->nowned) pg->owned[i] = pg->owned[--pg->nowned];
+        } else if (i < pg->nowned) {
+            pg->owned[i].token = p->token;
+        } else if (grow(&pg->owned, pg->nowned, &pg->cap_owned) == 0) {
+            pg->owned[pg->nowned++] = *p;
+        } else {
+            /* Without its token the attempt cannot be recorded here; the
+             * job is rescued once this node's lease is seen to lapse. */
+            coil__log("job store: out of memory: job %s runs unrecorded", p->id);
+        }
+    }
+    pthread_mutex_unlock(&pg->owned_lock);
+    pg->npending = 0;
+}
+
+coil__pg_owned *coil__pg_disown_all(coil__pg *pg, size_t *n) {
+    pthread_mutex_lock(&pg->owned_lock);
+    coil__pg_owned *all = pg->owned;
+    *n = pg->nowned;
+    pg->owned = NULL;
+    pg->nowned = pg->cap_owned = 0;
+    pthread_mutex_unlock(&pg->owned_lock);
+    return all;
+}
+
+/* ------------------------------------------------------------------ events */
+
+static void event_set(coil__job_event *ev, const char *id, const char *kind,
+                      coil__job_state state, int attempts, int64_t run_at) {
+    memset(ev, 0, sizeof *ev);
+    snprintf(ev->id, sizeof ev->id, "%s", id);
+    snprintf(ev->kind, sizeof ev->kind, "%s", kind ? kind : "");
+    ev->state = state;
+    ev->attempts = attempts;
+    ev->run_at = run_at;
+}
+
+void coil__pg_event_from_row(const PGresult *r, int row, coil__job_event *ev) {
+    event_set(ev, PQgetvalue(r, row, 0), PQgetvalue(r, row, 1),
+              (coil__job_state)coil__pg_int(r, row, 2), (int)coil__pg_int(r, row, 4),
+              coil__pg_int(r, row, 5));
+    ev->cancel_requested = coil__pg_bool(r, row, 3);
+    ev->progress = (int)coil__pg_int(r, row, 6);
+}
+
+/* Notes the event of row 0 of `r` (COIL__PG_EVENT_COLUMNS). */
+static void note_row(coil__store *s, const PGresult *r) {
+    coil__job_event ev;
+    coil__pg_event_from_row(r, 0, &ev);
+    coil__store_note_event(s, &ev);
+}
+
+/* One event as the JSON array listeners read (pg_node.c). */
+static char *event_json(const coil__job_event *e) {
+    json_t *a = json_pack("[s,i,b,i,i,I,s,s]", e->id, (int)e->state, e->cancel_requested,
+                          e->attempts, e->progress, (json_int_t)e->run_at, e->kind, e->message);
+    char *text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    return text;
+}
+
+/* Sends `payload` (a NUL-terminated buffer) on the channel. */
+static int notify_one(PGconn *c, const char *payload) {
+    const char *p[] = {payload};
+    return coil__pg_command(c, "SELECT pg_notify('" COIL__PG_CHANNEL "', $1)", 1, p);
+}
+
+int coil__pg_notify(PGconn *c, int64_t node, const coil__job_event *events, size_t n) {
+    if (!n) return 0;
+    char *buf = malloc(COIL__PG_NOTIFY_MAX + 64);
+    if (!buf) return 0; /* the listeners' coarse poll covers it */
+    int head = snprintf(buf, 64, "{\"n\":%" PRId64 ",\"e\":[", node);
+    size_t len = (size_t)head;
+    int err = 0;
+    for (size_t i = 0; i < n && !err; i++) {
+        char *one = event_json(&events[i]);
+        if (!one) continue;
+        size_t m = strlen(one);
+        if (len > (size_t)head && len + 1 + m + 2 > COIL__PG_NOTIFY_MAX) {
+            memcpy(buf + len, "]}", 3);
+            err = notify_one(c, buf);
+            len = (size_t)head;
+        }
+        if (len + 1 + m + 2 <= COIL__PG_NOTIFY_MAX) {
+            if (len > (size_t)head) buf[len++] = ',';
+            memcpy(buf + len, one, m);
+            len += m;
+        }
+        free(one);
+    }
+    if (!err && len > (size_t)head) {
+        memcpy(buf + len, "]}", 3);
+        err = notify_one(c, buf);
+    }
+    free(buf);
+    return err;
+}
+
+/* ------------------------------------------------------------------ misses */
+
+/* A write of an attempt found no row with its token: why? Sets r->err to
+ * -ENOENT (no such job), -ESTALE (the job's attempt is another's now),
+ * or -EINVAL (not running), unless the job already holds this very
+ * outcome (`done_states`, a bit per state, with our token): then 0 and
+ * *state_out. Returns the transaction's rc. */
+static int classify_miss(PGconn *c, coil__store_req *r, const char *id, int64_t token,
+                         unsigned done_states, coil__job_state *state_out) {
+    const char *p[] = {id};
+    int err;
+    PGresult *res =
+        coil__pg_exec(c, "SELECT state, coalesce(token, 0) FROM coil_jobs WHERE id = $1", 1, p,
+                      NULL, NULL, &err);
+    if (!res) return err;
+    if (PQntuples(res) == 0) {
+        r->err = -ENOENT;
+    } else {
+        coil__job_state state = (coil__job_state)coil__pg_int(res, 0, 0);
+        int64_t now_token = coil__pg_int(res, 0, 1);
+        if (token && now_token == token && (done_states >> state & 1u)) {
+            r->err = 0;
+            if (state_out) *state_out = state;
+        } else if (token && now_token != token) {
+            r->err = -ESTALE;
+        } else if (!token && state == COIL__JOB_RUNNING) {
+            r->err = -ESTALE; /* running, but not on this node */
+        } else {
+            r->err = -EINVAL;
+        }
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ writes */
+
+static int exec_enqueue(coil__store *s, coil__store_req *r) {
+    coil__pg *pg = s->impl;
+    const coil__job_spec *sp = r->u.enqueue.spec;
+    coil__enqueued *out = r->u.enqueue.out;
+    int64_t now = coil__wall_ms();
+    int64_t run_at = sp->run_at ? sp->run_at : now;
+    num prio = n64(sp->priority), at = n64(run_at),
+        max = n64(sp->max_attempts ? sp->max_attempts : COIL__JOB_DEFAULT_MAX_ATTEMPTS),
+        base = n64(sp->backoff_base_ms ? sp->backoff_base_ms : COIL__JOB_DEFAULT_BACKOFF_BASE_MS),
+        cap = n64(sp->backoff_cap_ms ? sp->backoff_cap_ms : COIL__JOB_DEFAULT_BACKOFF_CAP_MS),
+        timeout = n64(sp->timeout_ms), created = n64(now);
+    const char *p[] = {r->u.enqueue.id, sp->kind, sp->payload_len ? sp->payload : "",
+                       prio.s, at.s, sp->idem_key, max.s, base.s, cap.s, timeout.s, created.s};
+    int lens[11] = {0, 0, (int)sp->payload_len};
+    int bin[11] = {0, 0, 1};
+    int err;
+    PGresult *res = coil__pg_exec(
+        pg->conn,
+        "INSERT INTO coil_jobs (id, kind, payload, priority, run_at, idem_key, max_attempts,"
+        " backoff_base, backoff_cap, timeout, created, updated)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
+        " ON CONFLICT (idem_key) DO NOTHING RETURNING seq",
+        11, p, lens, bin, &err);
+    if (!res) return err;
+    bool inserted = PQntuples(res) == 1;
+    PQclear(res);
+    if (!inserted) { /* the key exists (or committed meanwhile on another node) */
+        const char *k[] = {sp->idem_key};
+        res = coil__pg_exec(pg->conn, "SELECT id, state FROM coil_jobs WHERE idem_key = $1", 1,
+                            k, NULL, NULL, &err);
+        if (!res) return err;
+        if (PQntuples(res) == 1) {
+            snprintf(out->id, sizeof out->id, "%s", PQgetvalue(res, 0, 0));
+            out->state = (coil__job_state)coil__pg_int(res, 0, 1);
+            out->duplicate = true;
+        } else {
+            r->err = -EIO;
+        }
+        PQclear(res);
+        return 0;
+    }
+    pg->txn_changed = true;
+    memcpy(out->id, r->u.enqueue.id, COIL__JOB_ID_SIZE);
+    out->state = COIL__JOB_QUEUED;
+    out->duplicate = false;
+    coil__job_event ev;
+    event_set(&ev, out->id, sp->kind, COIL__JOB_QUEUED, 0, run_at);
+    coil__store_note_event(s, &ev);
+    return 0;
+}
+
+/* With nothing claimable: when to look again. The earliest run_at of a
+ * waiting job; one due already is locked by another node's claim, so look
+ * again shortly. 0: none waits. */
+static int next_run_at(coil__store *s, int64_t now, int64_t *out) {
+    coil__pg *pg = s->impl;
+    const char *p[] = {pg->kinds};
+    int err;
+    PGresult *res = coil__pg_exec(pg->conn,
+                                  "SELECT min(run_at) FROM coil_jobs WHERE state IN (0, 3)"
+                                  " AND ($1::text[] IS NULL OR kind = ANY($1::text[]))",
+                                  1, p, NULL, NULL, &err);
+    if (!res) return err;
+    int64_t at = coil__pg_int(res, 0, 0);
+    PQclear(res);
+    *out = at && at <= now ? now + 100 : at;
+    return 0;
+}
+
+/* Appends "v," to a growing array literal. */
+static int seq_append(char **buf, size_t *len, size_t *cap, int64_t v) {
+    if (*len + 24 > *cap) {
+        size_t ncap = *cap ? *cap * 2 : 256;
+        char *b = realloc(*buf, ncap);
+        if (!b) return -ENOMEM;
+        *buf = b;
+        *cap = ncap;
+    }
+    *len += (size_t)snprintf(*buf + *len, *cap - *len, "%s%" PRId64, *len > 1 ? "," : "", v);
+    return 0;
+}
+
+/* The claim: peek's meaning on PostgreSQL (store.h). */
+static int exec_peek(coil__store *s, coil__store_req *r) {
+    coil__pg *pg = s->impl;
+    int64_t now = coil__wall_ms();
+    num when = n64(now), limit = n64((int64_t)r->u.peek.max);
+    const char *p[] = {when.s, limit.s, pg->kinds};
+    int err;
+    PGresult *res = coil__pg_exec(
+        pg->conn,
+        "SELECT seq, octet_length(payload) FROM coil_jobs"
+        " WHERE state IN (0, 3) AND run_at <= $1"
+        " AND ($3::text[] IS NULL OR kind = ANY($3::text[]))"
+        " ORDER BY priority DESC, run_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED",
+        3, p, NULL, NULL, &err);
+    if (!res) return err;
+    int picked = PQntuples(res);
+    if (picked == 0) {
+        PQclear(res);
+        r->err = -EAGAIN;
+        return next_run_at(s, now, &r->u.peek.next_run_at);
+    }
+    /* Claim order, within the byte budget (the first whatever its size). */
+    int64_t order[picked];
+    char *arr = NULL;
+    size_t len = 1, cap = 0, bytes = 0;
+    int take = 0;
+    err = seq_append(&arr, &len, &cap, 0); /* sizes the buffer */
+    len = 1;
+    if (!err) arr[0] = '{';
+    for (int i = 0; i < picked && !err; i++) {
+        size_t b = (size_t)coil__pg_int(res, i, 1);
+        if (take && r->u.peek.max_bytes && bytes + b > r->u.peek.max_bytes) break;
+        order[take++] = coil__pg_int(res, i, 0);
+        bytes += b;
+        err = seq_append(&arr, &len, &cap, order[take - 1]);
+    }
+    PQclear(res);
+    if (err) {
+        free(arr);
+        return err;
+    }
+    arr[len++] = '}';
+    arr[len] = '\0';
+    num node = n64(atomic_load(&pg->node_id));
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "UPDATE coil_jobs SET state = 1, attempts = attempts + 1, node = $2,"
+             " lease_owner = $3, token = nextval('coil_tokens'), started = $4, updated = $4"
+             " WHERE seq = ANY($1::bigint[]) RETURNING token, %s",
+             coil__pg_columns(true));
+    const char *q[] = {arr, node.s, pg->node_name, when.s};
+    res = coil__pg_exec(pg->conn, sql, 4, q, NULL, NULL, &err);
+    free(arr);
+    if (!res) return err;
+    int got = PQntuples(res);
+    pg->txn_changed = got > 0;
+    /* RETURNING has no order: put the records in claim order. */
+    for (int k = 0; k < take && !err; k++) {
+        for (int i = 0; i < got; i++) {
+            if (coil__pg_int(res, i, 1) != order[k]) continue;
+            coil__job *job = coil__pg_job(res, i, 1, true);
+            if (!job || coil__pg_own_later(pg, job->id, coil__pg_int(res, i, 0)) != 0) {
+                coil__job_free(job);
+                err = -ENOMEM; /* the claim must not stand without its records */
+                break;
+            }
+            r->u.peek.jobs[r->u.peek.n++] = job;
+            coil__job_event ev;
+            event_set(&ev, job->id, job->kind, COIL__JOB_RUNNING, job->attempts, job->run_at);
+            coil__store_note_event(s, &ev);
+        }
+    }
+    PQclear(res);
+    return err;
+}
+
+/* Start: the claim did it all; only confirm the attempt is still ours. */
+static int exec_start(coil__store *s, coil__store_req *r) {
+    coil__pg *pg = s->impl;
+    int64_t token = coil__pg_token(pg, r->u.start.id);
+    if (!token) return classify_miss(pg->conn, r, r->u.start.id, 0, 0, NULL);
+    const char *p[] = {r->u.start.id};
+    int err;
+    PGresult *res = coil__pg_exec(pg->conn, "SELECT attempts, coalesce(token, 0) FROM coil_jobs"
+                                            " WHERE id = $1 AND state = 1",
+                                  1, p, NULL, NULL, &err);
+    if (!res) return err;
+    if (PQntuples(res) == 1 && coil__pg_int(res, 0, 1) == token) {
+        r->u.start.attempts = (int)coil__pg_int(res, 0, 0);
+    } else {
+        PQclear(res);
+        return classify_miss(pg->conn, r, r->u.start.id, token, 0, NULL);
+    }
+    PQclear(res);
+    return 0;
+}
+
+static int exec_complete(coil__store *s, coil__store_req *r) {
+    coil__pg *pg = s->impl;
+    const char *id = r->u.complete.id;
+    int64_t token = coil__pg_token(pg, id);
+    const coil__job_result *res_in = r->u.complete.res;
+    bool has_result = res_in->len > 0;
+    num tok = n64(token), now = n64(coil__wall_ms());
+    const char *p[] = {id, tok.s, has_result ? res_in->data : NULL,
+                       has_result ? (res_in->content_type ? res_in->content_type
+                                                          : "application/octet-stream")
+                                  : NULL,
+                       now.s};
+    int lens[5] = {0, 0, (int)res_in->len};
+    int bin[5] = {0, 0, 1};
+    int err;
+    PGresult *res = coil__pg_exec(
+        pg->conn,
+        "UPDATE coil_jobs SET state = 2, result = $3, result_type = $4, progress = 100,"
+        " node = NULL, finished = $5, updated = $5"
+        " WHERE id = $1 AND token = $2 AND state = 1 RETURNING " COIL__PG_EVENT_COLUMNS,
+        5, p, lens, bin, &err);
+    if (!res) return err;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return classify_miss(pg->conn, r, id, token, 1u << COIL__JOB_SUCCEEDED, NULL);
+    }
+    pg->txn_changed = true;
+    note_row(s, res);
+    PQclear(res);
+    return coil__pg_disown_later(pg, id);
+}
+
+static int exec_fail(coil__store *s, coil__store_req *r) {
+    coil__pg *pg = s->impl;
+    const char *id = r->u.fail.id;
+    int64_t token = coil__pg_token(pg, id);
+    num tok = n64(token);
+    const char *p[] = {id, tok.s};
+    int err;
+    PGresult *res = coil__pg_exec(pg->conn,
+                                  "SELECT attempts, max_attempts, backoff_base, backoff_cap,"
+                                  " cancel_requested, run_at FROM coil_jobs"
+                                  " WHERE id = $1 AND token = $2 AND state = 1 FOR UPDATE",
+                                  2, p, NULL, NULL, &err);
+    if (!res) return err;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        unsigned done = 1u << COIL__JOB_FAILED | 1u << COIL__JOB_DEAD | 1u << COIL__JOB_CANCELLED;
+        return classify_miss(pg->conn, r, id, token, done, &r->u.fail.state);
+    }
+    int attempts = (int)coil__pg_int(res, 0, 0), max = (int)coil__pg_int(res, 0, 1);
+    int64_t base = coil__pg_int(res, 0, 2), cap = coil__pg_int(res, 0, 3);
+    bool cancel = coil__pg_bool(res, 0, 4);
+    int64_t run_at = coil__pg_int(res, 0, 5);
+    PQclear(res);
+    coil__job_state to = cancel              ? COIL__JOB_CANCELLED
+                         : attempts < max ? COIL__JOB_FAILED
+                                          : COIL__JOB_DEAD;
+    r->err = coil__job_transition(COIL__JOB_RUNNING, to);
+    if (r->err) return 0;
+    int64_t now = coil__wall_ms();
+    if (to == COIL__JOB_FAILED)
+        run_at = coil__job_next_run_at(now, (unsigned)attempts, base, cap, &s->rng);
+    const coil__job_error *e = r->u.fail.error;
+    num st = n64(to), at = n64(run_at), sig = n64(e ? e->signal : 0),
+        ex = n64(e ? e->exit_status : -1), fin = n64(coil__job_state_final(to) ? now : 0),
+        upd = n64(now);
+    const char *q[] = {id, st.s, at.s, e ? e->message : NULL, sig.s, ex.s,
+                       e && e->oom ? "true" : "false", fin.s, upd.s};
+    res = coil__pg_exec(pg->conn,
+                        "UPDATE coil_jobs SET state = $2, run_at = $3, error_msg = $4,"
+                        " error_signal = $5, error_exit = $6, error_oom = $7, finished = $8,"
+                        " updated = $9, node = NULL, lease_owner = NULL"
+                        " WHERE id = $1 RETURNING " COIL__PG_EVENT_COLUMNS,
+                        9, q, NULL, NULL, &err);
+    if (!res) return err;
+    pg->txn_changed = true;
+    r->u.fail.state = to;
+    note_row(s, res);
+    PQclear(res);
+    return coil__pg_disown_later(pg, id);
+}
+
+static int exec_cancel(coil__store *s, coil__store_req *r) {
+    coil__pg *pg = s->impl;
+    const char *id = r->u.cancel.id;
+    num now = n64(coil__wall_ms());
+    const char *p[] = {id, now.s};
+    int err;
+    /* Queued or failed: cancelled now. Running (here or on any node): flagged;
+     * its node hears of it (NOTIFY) and stops it. */
+    PGresult *res = coil__pg_exec(
+        pg->conn,
+        "UPDATE coil_jobs SET"
+        " cancel_requested = (state = 1),"
+        " finished = CASE WHEN state = 1 THEN finished ELSE $2 END,"
+        " state = CASE WHEN state = 1 THEN 1 ELSE 4 END, updated = $2"
+        " WHERE id = $1 AND state IN (0, 1, 3) RETURNING " COIL__PG_EVENT_COLUMNS,
+        2, p, NULL, NULL, &err);
+    if (!res) return err;
+    if (PQntuples(res) == 1) {
+        pg->txn_changed = true;
+        r->u.cancel.state = (coil__job_state)coil__pg_int(res, 0, 2);
+        note_row(s, res);
+        PQclear(res);
+        return 0;
+    }
+    PQclear(res);
+    res = coil__pg_exec(pg->conn, "SELECT state FROM coil_jobs WHERE id = $1", 1, p, NULL, NULL,
+                        &err);
+    if (!res) return err;
+    if (PQntuples(res) == 0) {
+        r->err = -ENOENT;
+    } else {
+        r->u.cancel.state = (coil__job_state)coil__pg_int(res, 0, 0);
+        r->err = -EALREADY;
+    }
+    PQclear(res);
+    return 0;
+}
+
+static int exec_release(coil__store *s, coil__store_req *r) {
+    coil__pg *pg = s->impl;
+    const char *id = r->u.release.id;
+    int64_t token = coil__pg_token(pg, id);
+    num tok = n64(token), now = n64(coil__wall_ms());
+    const char *p[] = {id, tok.s, now.s};
+    int err;
+    PGresult *res = coil__pg_exec(
+        pg->conn,
+        "UPDATE coil_jobs SET state = CASE WHEN cancel_requested THEN 4 ELSE 0 END,"
+        " attempts = greatest(attempts - 1, 0), node = NULL, lease_owner = NULL, token = NULL,"
+        " finished = CASE WHEN cancel_requested THEN $3 ELSE finished END, updated = $3"
+        " WHERE id = $1 AND token = $2 AND state = 1 RETURNING " COIL__PG_EVENT_COLUMNS,
+        3, p, NULL, NULL, &err);
+    if (!res) return err;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return classify_miss(pg->conn, r, id, token, 0, NULL);
+    }
+    pg->txn_changed = true;
+    r->u.release.state = (coil__job_state)coil__pg_int(res, 0, 2);
+    note_row(s, res);
+    PQclear(res);
+    return coil__pg_disown_later(pg, id);
+}
+
+int coil__pg_rescue(PGconn *c, coil__job_event **events, size_t *nevents) {
+    *events = NULL;
+    *nevents = 0;
+    int err = coil__pg_command(c, "UPDATE coil_nodes SET lost = true"
+                                  " WHERE NOT lost AND lease_until < now()",
+                               0, NULL);
+    if (err) return err;
+    num now = n64(coil__wall_ms());
+    const char *p[] = {now.s};
+    PGresult *res = coil__pg_exec(
+        c,
+        "UPDATE coil_jobs SET"
+        " state = CASE WHEN cancel_requested THEN 4 WHEN attempts >= max_attempts THEN 5"
+        "  ELSE 3 END,"
+        " error_msg = CASE WHEN cancel_requested THEN error_msg ELSE 'node lost: '"
+        "  || coalesce(lease_owner, 'a node') || ' stopped renewing its lease' END,"
+        " error_signal = 0, error_exit = -1, error_oom = false, run_at = $1,"
+        " finished = CASE WHEN cancel_requested OR attempts >= max_attempts THEN $1"
+        "  ELSE finished END,"
+        " node = NULL, lease_owner = NULL, token = NULL, updated = $1"
+        " WHERE state = 1 AND node IN (SELECT id FROM coil_nodes WHERE lost)"
+        " RETURNING " COIL__PG_EVENT_COLUMNS,
+        1, p, NULL, NULL, &err);
+    if (!res) return err;
+    int n = PQntuples(res);
+    if (n > 0) {
+        *events = calloc((size_t)n, sizeof **events);
+        if (*events) {
+            for (int i = 0; i < n; i++) coil__pg_event_from_row(res, i, &(*events)[i]);
+            *nevents = (size_t)n;
+        }
+    }
+    PQclear(res);
+    return 0;
+}
+
+static int exec_requeue(coil__store *s, coil__store_req *r) {
+    coil__pg *pg = s->impl;
+    coil__job_event *events;
+    size_t n;
+    int err = coil__pg_rescue(pg->conn, &events, &n);
+    if (err) return err;
+    for (size_t i = 0; i < n; i++) coil__store_note_event(s, &events[i]);
+    free(events);
+    pg->txn_changed = pg->txn_changed || n > 0;
+    r->u.requeue.count = n;
+    return 0;
+}
+
+static int exec_next_id(coil__store *s, coil__store_req *r) {
+    coil__pg *pg = s->impl;
+    int err;
+    PGresult *res = coil__pg_exec(pg->conn, "UPDATE coil_counters SET value = value + 1"
+                                            " WHERE name = 'ids' RETURNING value",
+                                  0, NULL, NULL, NULL, &err);
+    if (!res) return err;
+    if (PQntuples(res) == 1) r->u.next_id.value = (uint64_t)coil__pg_int(res, 0, 0);
+    else r->err = -EIO; /* the row is made with the schema */
+    pg->txn_changed = true;
+    PQclear(res);
+    return 0;
+}
+
+int coil__pg_exec_req(coil__store *s, coil__store_req *r) {
+    switch (r->op) {
+    case COIL__OP_ENQUEUE: return exec_enqueue(s, r);
+    case COIL__OP_PEEK: return exec_peek(s, r);
+    case COIL__OP_START: return exec_start(s, r);
+    case COIL__OP_COMPLETE: return exec_complete(s, r);
+    case COIL__OP_FAIL: return exec_fail(s, r);
+    case COIL__OP_CANCEL: return exec_cancel(s, r);
+    case COIL__OP_REQUEUE: return exec_requeue(s, r);
+    case COIL__OP_RELEASE: return exec_release(s, r);
+    case COIL__OP_NEXT_ID: return exec_next_id(s, r);
+    case COIL__OP_FLUSH: return 0;
+    default: COIL_ASSERT(!"not a write");
+    }
+    return -EINVAL;
+}
+
+int coil__pg_exec_progress(coil__store *s, const coil__progress *p, bool *changed,
+                           coil__job_event *ev) {
+    coil__pg *pg = s->impl;
+    *changed = false;
+    int64_t token = coil__pg_token(pg, p->id);
+    if (!token) return 0; /* not ours (any more): ignored, as for a job not running */
+    num tok = n64(token), pct = n64(p->percent), now = n64(coil__wall_ms());
+    const char *q[] = {p->id, tok.s, pct.s, p->message, now.s};
+    int err;
+    PGresult *res = coil__pg_exec(pg->conn,
+                                  "UPDATE coil_jobs SET progress = $3, progress_msg = $4,"
+                                  " updated = $5 WHERE id = $1 AND token = $2 AND state = 1"
+                                  " RETURNING " COIL__PG_EVENT_COLUMNS,
+                                  5, q, NULL, NULL, &err);
+    if (!res) return err;
+    if (PQntuples(res) == 1) {
+        *changed = true;
+        pg->txn_changed = true;
+        coil__pg_event_from_row(res, 0, ev);
+        snprintf(ev->message, sizeof ev->message, "%s", p->message ? p->message : "");
+    }
+    PQclear(res);
+    return 0;
+}
