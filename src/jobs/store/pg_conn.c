@@ -141,8 +141,19 @@ PGresult *coil__pg_exec(PGconn *c, const char *sql, int n, const char *const *pa
 }
 
 int coil__pg_command(PGconn *c, const char *sql, int n, const char *const *params) {
-    int err;
-    PGresult *res = coil__pg_exec(c, sql, n, params, NULL, NULL, &err);
+    if (n > 0) {
+        int err;
+        PGresult *res = coil__pg_exec(c, sql, n, params, NULL, NULL, &err);
+        PQclear(res);
+        return err;
+    }
+    /* Without parameters: the simple protocol, which takes several
+     * statements at once (the schema). */
+    if (!c) return -ENOTCONN;
+    PGresult *res = PQexec(c, sql);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    int err = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : coil__pg_err(c, res);
+    if (err && err != -ENOTCONN) log_error(c, res, sql);
     PQclear(res);
     return err;
 }

@@ -498,7 +498,8 @@ static int exec_cancel(coil__store *s, coil__store_req *r) {
         " cancel_requested = (state = 1),"
         " finished = CASE WHEN state = 1 THEN finished ELSE $2 END,"
         " state = CASE WHEN state = 1 THEN 1 ELSE 4 END, updated = $2"
-        " WHERE id = $1 AND state IN (0, 1, 3) RETURNING " COIL__PG_EVENT_COLUMNS,
+        " WHERE id = $1 AND (state IN (0, 3) OR (state = 1 AND NOT cancel_requested))"
+        " RETURNING " COIL__PG_EVENT_COLUMNS,
         2, p, NULL, NULL, &err);
     if (!res) return err;
     if (PQntuples(res) == 1) {
@@ -516,7 +517,8 @@ static int exec_cancel(coil__store *s, coil__store_req *r) {
         r->err = -ENOENT;
     } else {
         r->u.cancel.state = (coil__job_state)coil__pg_int(res, 0, 0);
-        r->err = -EALREADY;
+        /* Running and flagged already: asked before, nothing to change. */
+        r->err = r->u.cancel.state == COIL__JOB_RUNNING ? 0 : -EALREADY;
     }
     PQclear(res);
     return 0;

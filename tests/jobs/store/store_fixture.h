@@ -4,13 +4,77 @@
 #define COIL_TEST_STORE_FIXTURE_H
 
 #include <ftw.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
 #include <unistd.h>
 
 #include "jobs/store/store.h"
 #include "test.h"
 
-/* A fresh empty directory (malloc'd path). */
+/* The store tests run on both backends. ctest runs each case a second
+ * time with COIL_TEST_STORE=pg and COIL_TEST_PG_STATE naming the state
+ * directory of the throwaway server tests/pg/pg_tmp.sh started (its `url`
+ * file): then every scratch place is a fresh database on that server. */
+static inline bool fx_pg(void) {
+    const char *b = getenv("COIL_TEST_STORE");
+    return b && strcmp(b, "pg") == 0;
+}
+
+/* The admin URL of the test server (malloc'd), ending in "/postgres?host=...". */
+static inline char *fx_pg_admin_url(void) {
+    const char *state = getenv("COIL_TEST_PG_STATE");
+    ASSERT(state != NULL);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/url", state);
+    FILE *f = fopen(path, "r");
+    ASSERT(f != NULL); /* the pg/start fixture did not run */
+    char url[1024];
+    ASSERT(fgets(url, sizeof url, f) != NULL);
+    fclose(f);
+    url[strcspn(url, "\n")] = '\0';
+    char *dup = strdup(url);
+    ASSERT(dup != NULL);
+    return dup;
+}
+
+/* The URL of database `db` on the test server (malloc'd). */
+static inline char *fx_pg_url(const char *db) {
+    char *admin = fx_pg_admin_url();
+    char *slash = strstr(admin, "/postgres?");
+    ASSERT(slash != NULL);
+    *slash = '\0';
+    char url[1200];
+    snprintf(url, sizeof url, "%s/%s?%s", admin, db, slash + strlen("/postgres?"));
+    free(admin);
+    char *dup = strdup(url);
+    ASSERT(dup != NULL);
+    return dup;
+}
+
+/* Runs one SQL command on the admin database. */
+static inline void fx_pg_admin(const char *sql) {
+    char *admin = fx_pg_admin_url();
+    PGconn *c = PQconnectdb(admin);
+    free(admin);
+    ASSERT(PQstatus(c) == CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+    ASSERT(PQresultStatus(r) == PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* A fresh empty place for a store (malloc'd): a directory, or on
+ * PostgreSQL the URL of a new database. */
 static inline char *fx_tmpdir(void) {
+    if (fx_pg()) {
+        char db[64], sql[128];
+        static unsigned n;
+        snprintf(db, sizeof db, "coil_t_%ld_%u", (long)getpid(), n++);
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", db);
+        fx_pg_admin(sql);
+        return fx_pg_url(db);
+    }
     const char *base = getenv("TMPDIR");
     char tmpl[512];
     snprintf(tmpl, sizeof tmpl, "%s/coil-store-XXXXXX", base && *base ? base : "/tmp");
@@ -28,10 +92,20 @@ static inline int fx_rm_entry(const char *path, const struct stat *st, int flag,
     return remove(path);
 }
 
-/* Removes the directory and everything in it, and frees `dir`. */
-static inline void fx_rmtree(char *dir) {
-    nftw(dir, fx_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    free(dir);
+/* Removes the place and everything in it (a directory, or a database), and
+ * frees `where`. */
+static inline void fx_rmtree(char *where) {
+    if (strncmp(where, "postgresql://", 13) == 0) {
+        const char *q = strchr(where, '?'), *db = q;
+        ASSERT(q != NULL);
+        while (db > where && db[-1] != '/') db--;
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %.*s WITH (FORCE)", (int)(q - db), db);
+        fx_pg_admin(sql);
+    } else {
+        nftw(where, fx_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+    free(where);
 }
 
 static inline coil__store *fx_open(const char *dir, const coil__store_opts *opts) {

@@ -5,7 +5,7 @@
  * Two ways to get there: SQLite's own limits (max_page_count makes "full"
  * deterministic; query_only makes it read-only), and, where the test may
  * create a mount namespace, a real tmpfs that fills up or is remounted
- * read-only. (COIL_TEST_THREADS: runs under TSan.) */
+ * read-only. (COIL_TEST_THREADS; COIL_TEST_BOTH_STORES: also on PostgreSQL: runs under TSan.) */
 #include <sched.h>
 #include <sys/mount.h>
 
@@ -97,7 +97,7 @@ static coil_result full_main(void *arg) {
     return coil_ok(NULL);
 }
 
-TEST(full_database_is_enospc_and_recovers) {
+TEST(full_database_is_enospc_and_recovers) { /* SQLite only: max_page_count */
     char *dir = fx_tmpdir();
     RUN_MAIN(full_main, dir);
     fx_rmtree(dir);
@@ -201,7 +201,7 @@ static coil_result disk_full_main(void *arg) {
     return coil_ok(NULL);
 }
 
-TEST(full_disk_is_enospc_and_recovers) {
+TEST(full_disk_is_enospc_and_recovers) { /* SQLite only: a tmpfs */
     char *dir = private_tmpfs("2m");
     if (!dir) {
         fprintf(stderr, "skipped: cannot mount a private tmpfs here\n");
@@ -235,7 +235,7 @@ static coil_result ro_open_main(void *arg) {
     return coil_ok(NULL);
 }
 
-TEST(readonly_filesystem_open_is_erofs) {
+TEST(readonly_filesystem_open_is_erofs) { /* SQLite only: a read-only mount */
     char *dir = private_tmpfs("2m");
     if (!dir) {
         fprintf(stderr, "skipped: cannot mount a private tmpfs here\n");

@@ -1,7 +1,8 @@
 /* tests/jobs/store/test_store_sched.c: the store operations the scheduler claims
  * with: peek (read runnable jobs in claim order, passing over held ones),
  * start (one job by id to running), release (give a started job back
- * without counting the attempt). The writer is a thread: COIL_TEST_THREADS. */
+ * without counting the attempt). The writer is a thread: COIL_TEST_THREADS.
+ * This is SQLite's way to claim; test_store_pg.c tests PostgreSQL's. */
 #include "jobs/store/store_fixture.h"
 
 static coil__job *get_job(coil__store *s, const char *id) {
