@@ -391,7 +391,11 @@ static int pg_create(coil__store *s, const char *url) {
     pg->heartbeat_ms = s->opts.heartbeat_ms > 0 ? s->opts.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
     char host[64] = "";
     gethostname(host, sizeof host - 1);
-    snprintf(pg->node_name, sizeof pg->node_name, "%s:%ld", host, (long)getpid());
+    /* host:pid, and a number for a second store of the same process. */
+    static atomic_uint opened;
+    unsigned nth = atomic_fetch_add(&opened, 1);
+    if (nth) snprintf(pg->node_name, sizeof pg->node_name, "%s:%ld#%u", host, (long)getpid(), nth);
+    else snprintf(pg->node_name, sizeof pg->node_name, "%s:%ld", host, (long)getpid());
     if (s->opts.kinds && s->opts.kinds[0]) {
         size_t len = 3;
         for (const char *const *k = s->opts.kinds; *k; k++) len += 2 * strlen(*k) + 3;

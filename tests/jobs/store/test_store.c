@@ -1,6 +1,7 @@
 /* tests/jobs/store/test_store.c: the durable job store: enqueue, claim, complete,
  * fail, cancel, progress, recovery, reads, group commit, watchers.
- * The writer is a thread, so these also run under TSan (COIL_TEST_THREADS; COIL_TEST_BOTH_STORES: also on PostgreSQL). */
+ * The writer is a thread, so these also run under TSan (COIL_TEST_THREADS);
+ * they run on SQLite and on PostgreSQL (COIL_TEST_BOTH_STORES). */
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>

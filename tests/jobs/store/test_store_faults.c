@@ -5,7 +5,8 @@
  * Two ways to get there: SQLite's own limits (max_page_count makes "full"
  * deterministic; query_only makes it read-only), and, where the test may
  * create a mount namespace, a real tmpfs that fills up or is remounted
- * read-only. (COIL_TEST_THREADS; COIL_TEST_BOTH_STORES: also on PostgreSQL: runs under TSan.) */
+ * read-only. (COIL_TEST_THREADS: runs under TSan; COIL_TEST_BOTH_STORES: on
+ * SQLite and on PostgreSQL, but for the cases only SQLite can stage.) */
 #include <sched.h>
 #include <sys/mount.h>
 

@@ -1,6 +1,7 @@
 /* tests/jobs/store/test_store_ids.c: the durable sequence behind GET /ids/next:
  * never repeated, never skipped, under concurrency and across restarts,
- * and no gap when a commit fails. (COIL_TEST_THREADS; COIL_TEST_BOTH_STORES: also on PostgreSQL: runs under TSan.) */
+ * and no gap when a commit fails. (COIL_TEST_THREADS: runs under TSan;
+ * COIL_TEST_BOTH_STORES: on SQLite and on PostgreSQL.) */
 #include "jobs/store/store_fixture.h"
 
 enum { TASKS = 64, CALLS = 30 };
