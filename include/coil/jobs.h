@@ -284,11 +284,27 @@ typedef int (*coil_jobs_accept_fn)(void *arg, const char *kind, const void *json
                                    size_t cap);
 
 typedef struct coil_jobs_config {
-    const char *data_dir;      /* required: the store's directory (created) */
+    const char *data_dir;      /* the store's directory (created); required
+                                  unless `store` names PostgreSQL */
+    const char *store;         /* where the jobs live: NULL or "sqlite:DIR"
+                                  (then DIR, or data_dir), or a
+                                  "postgres://" / "postgresql://" URL shared
+                                  by every node (docs/jobs.md, "Several
+                                  machines") */
+    bool no_workers;           /* a node that enqueues, reads and cancels but
+                                  runs no jobs (no pool, no scheduler) */
+    const char *const *kinds;  /* NULL-terminated: the kinds this node runs
+                                  (PostgreSQL); NULL: every one */
+    coil_time lease;           /* PostgreSQL: a node silent this long is
+                                  presumed dead and its jobs rescued; 0: 5 s */
+    coil_time heartbeat;       /* PostgreSQL: how often a node renews its
+                                  lease; 0: 1 s */
     coil_pool_config pool;     /* the worker processes (see above) */
     size_t prefetch;           /* jobs claimed ahead of the workers, so that a
                                   worker never waits for a commit; they wait
-                                  in priority order; 0: 32 per worker */
+                                  in priority order; 0: 32 per worker (on
+                                  PostgreSQL, where claimed jobs are no other
+                                  node's to take: 4 per worker) */
     size_t prefetch_bytes;     /* ... and no more than this many payload
                                   bytes held in memory (the first job is
                                   taken whatever its size); 0: 64 MiB */
@@ -318,6 +334,11 @@ COIL_EXTERN int coil_jobs_start(const coil_jobs_config *cfg, coil_jobs **out);
  * closes the store and frees `jobs`. From a plain thread, after the HTTP
  * server (if mounted) has stopped. Blocks. */
 COIL_EXTERN void coil_jobs_stop(coil_jobs *jobs);
+
+/* Whether the store answers now: false while a PostgreSQL store cannot be
+ * reached (enqueues get 503 meanwhile); always true on SQLite. Any thread.
+ * Does not suspend. */
+COIL_EXTERN bool coil_jobs_store_available(coil_jobs *jobs);
 
 /* Adds the job API's routes to `srv` (before it runs):
  *   POST /jobs/{kind}  GET /jobs  GET /jobs/stats  GET /jobs/{id}

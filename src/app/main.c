@@ -11,6 +11,7 @@ static void usage(FILE *out) {
             "\n"
             "commands:\n"
             "  serve            run the HTTP server (coil serve --help)\n"
+            "  worker           run jobs from a shared store (coil worker --help)\n"
             "  bench runtime    measure the runtime (and asyncio/uvloop when installed)\n"
             "  version          print the version\n");
 }
@@ -28,6 +29,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(argv[1], "serve") == 0) return coil_cmd_serve(argc - 2, argv + 2);
+    if (strcmp(argv[1], "worker") == 0) return coil_cmd_worker(argc - 2, argv + 2);
 #ifdef COIL_HAVE_BENCH
     if (strcmp(argv[1], "bench") == 0) return coil_cmd_bench(argc - 2, argv + 2);
 #endif

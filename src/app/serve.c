@@ -1,8 +1,14 @@
 /* app/serve.c: `coil serve`, the HTTP server with its built-in routes.
  *
- *   coil serve [--listen HOST:PORT] [--data DIR] [--workers N]
+ *   coil serve [--listen HOST:PORT] [--data DIR] [--store URL] [--workers N]
  *              [--job-workers N] [--demo-unsafe] [--stall-ms N]
  *              [--no-access-log]
+ *   coil worker --store URL [--job-workers N] [--kinds a,b] [--listen HOST:PORT]
+ *
+ * `coil worker` is a node that only runs jobs, from a store shared with
+ * other nodes (PostgreSQL); with --listen it also serves /health and
+ * /metrics. `coil serve --job-workers 0` is a node that serves HTTP and
+ * runs no jobs.
  *
  * Routes:
  *
@@ -55,8 +61,13 @@ typedef struct serve_opts {
     char host[256];               /* listen address */
     uint16_t port;
     const char *data;             /* data directory */
+    const char *store;            /* --store: a URL, or NULL (SQLite in data) */
+    char kinds_buf[1024];         /* --kinds, split in place */
+    const char *kinds[64];        /* NULL-terminated, or kinds[0] NULL: any */
+    bool worker;                  /* coil worker */
+    bool listen_given;
     unsigned workers;             /* 0: one per core */
-    unsigned job_workers;         /* worker processes; 0: one per core */
+    long job_workers;             /* worker processes; -1: one per core; 0: none */
     bool demo_unsafe;             /* enable /demo/spin */
     long stall_ms;                /* watchdog threshold, -1: the default */
     bool access_log;
@@ -64,15 +75,21 @@ typedef struct serve_opts {
 
 static void usage(FILE *out) {
     fprintf(out,
-            "usage: coil serve [--listen HOST:PORT] [--data DIR] [--workers N]\n"
+            "usage: coil serve [--listen HOST:PORT] [--data DIR] [--store URL] [--workers N]\n"
             "                  [--job-workers N] [--demo-unsafe] [--stall-ms N]\n"
             "                  [--no-access-log]\n"
+            "       coil worker --store URL [--job-workers N] [--kinds a,b] [--listen HOST:PORT]\n"
             "\n"
             "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8080;\n"
-            "                      port 0 lets the kernel choose)\n"
+            "                      port 0 lets the kernel choose); coil worker serves\n"
+            "                      /health and /metrics there, and nothing without it\n"
             "  --data DIR          data directory, created if missing (default ./var)\n"
+            "  --store URL         where the jobs live: sqlite:DIR (the default, from\n"
+            "                      --data), or postgres://... shared by many nodes\n"
             "  --workers N         event loops, one per thread (default: one per core)\n"
-            "  --job-workers N     job worker processes (default: one per core)\n"
+            "  --job-workers N     job worker processes (default: one per core; 0: this\n"
+            "                      node runs no jobs)\n"
+            "  --kinds a,b         the job kinds this node runs (default: all)\n"
             "  --demo-unsafe       enable GET /demo/spin, which blocks a loop on purpose,\n"
             "                      and the job kinds demo.crash and demo.append\n"
             "  --stall-ms N        watchdog threshold in ms (0 turns it off)\n"
@@ -81,7 +98,13 @@ static void usage(FILE *out) {
 
 /* ------------------------------------------------------------------ handlers */
 
+/* "ok", or 503 while the job store cannot be reached (PostgreSQL down). */
 static int health(coil_http_request *req, coil_http_response *res, void *arg) {
+    coil_jobs *jobs = arg;
+    if (jobs && !coil_jobs_store_available(jobs)) {
+        coil_http_set_header(res, "Retry-After", "1");
+        return coil_http_respond_error(res, 503, "the job store is unavailable");
+    }
     return coil_http_respond_text(res, 200, "ok");
 }
 
@@ -163,9 +186,12 @@ static void *announce(void *arg) {
                 w = n > 0 ? (unsigned)n : 1;
             }
             bool v6 = strchr(a->opts->host, ':') != NULL;
-            printf("coil serve: listening on http://%s%s%s:%d (%u worker%s, data in %s)\n",
-                   v6 ? "[" : "", a->opts->host, v6 ? "]" : "", port, w, w == 1 ? "" : "s",
-                   a->opts->data);
+            const char *store = a->opts->store;
+            bool pg = store && strncmp(store, "postgres", 8) == 0;
+            printf("coil %s: listening on http://%s%s%s:%d (%u worker%s, %s %s)\n",
+                   a->opts->worker ? "worker" : "serve", v6 ? "[" : "", a->opts->host,
+                   v6 ? "]" : "", port, w, w == 1 ? "" : "s", pg ? "jobs in" : "data in",
+                   pg ? "PostgreSQL" : a->opts->data);
             fflush(stdout);
             return NULL;
         }
@@ -224,6 +250,7 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
             fprintf(stderr, "coil serve: %s needs a value\n", a);
             return 2;
         } else if (strcmp(a, "--listen") == 0 && parse_listen(v, o) == 0) {
+            o->listen_given = true;
             i++;
         } else if (strcmp(a, "--data") == 0 && v[0]) {
             o->data = v;
@@ -231,8 +258,19 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         } else if (strcmp(a, "--workers") == 0 && parse_long(v, 1024, &n) && n > 0) {
             o->workers = (unsigned)n;
             i++;
-        } else if (strcmp(a, "--job-workers") == 0 && parse_long(v, 256, &n) && n > 0) {
-            o->job_workers = (unsigned)n;
+        } else if (strcmp(a, "--job-workers") == 0 && parse_long(v, 256, &n)) {
+            o->job_workers = n;
+            i++;
+        } else if (strcmp(a, "--store") == 0 && v[0]) {
+            o->store = v;
+            i++;
+        } else if (strcmp(a, "--kinds") == 0 && v[0] && strlen(v) < sizeof o->kinds_buf) {
+            snprintf(o->kinds_buf, sizeof o->kinds_buf, "%s", v);
+            size_t k = 0;
+            for (char *save = NULL, *t = strtok_r(o->kinds_buf, ",", &save);
+                 t && k + 1 < sizeof o->kinds / sizeof *o->kinds; t = strtok_r(NULL, ",", &save))
+                o->kinds[k++] = t;
+            o->kinds[k] = NULL;
             i++;
         } else if (strcmp(a, "--stall-ms") == 0 && parse_long(v, 3600000, &n)) {
             o->stall_ms = n;
@@ -279,46 +317,44 @@ static int start_jobs(const serve_opts *o, coil_jobs **out) {
     coil_jobs_config jc;
     coil_jobs_config_init(&jc);
     jc.data_dir = o->data;
-    jc.pool.workers = o->job_workers;
+    jc.store = o->store;
+    jc.pool.workers = o->job_workers > 0 ? (size_t)o->job_workers : 0;
+    jc.no_workers = o->job_workers == 0;
+    jc.kinds = o->kinds[0] ? o->kinds : NULL;
     jc.accept = accept_job;
     jc.accept_arg = (void *)o;
     int err = coil_jobs_start(&jc, out);
-    if (err) fprintf(stderr, "coil serve: starting jobs in %s: %s\n", o->data, coil_strerror(err));
+    if (err)
+        fprintf(stderr, "coil %s: cannot start the jobs (%s): %s\n", o->worker ? "worker" : "serve",
+                o->store && strncmp(o->store, "postgres", 8) == 0 ? "PostgreSQL" : o->data,
+                coil_strerror(err));
     return err;
 }
 
 /* ------------------------------------------------------------------ command */
 
-static int add_routes(coil_http_server *srv, const serve_opts *o) {
-    int err = 0;
-    if (!err) err = coil_http_route(srv, "GET", "/health", health, NULL, 0);
+static int add_routes(coil_http_server *srv, const serve_opts *o, coil_jobs *jobs) {
+    int err = coil_http_route(srv, "GET", "/health", health, jobs, 0);
+    if (!err) err = coil_http_route(srv, "GET", "/metrics", coil_http_metrics, NULL, 0);
+    if (o->worker) return err; /* a worker node serves nothing else */
     if (!err) err = coil_http_route(srv, "GET", "/hello", hello, NULL, 0);
     if (!err) err = coil_http_route(srv, "GET", "/demo/sleep", demo_sleep, NULL, 0);
     if (!err)
         err = coil_http_route(srv, "GET", "/demo/block", demo_block, NULL, COIL_HTTP_BLOCKING);
     if (!err && o->demo_unsafe) err = coil_http_route(srv, "GET", "/demo/spin", demo_spin, NULL, 0);
-    if (!err) err = coil_http_route(srv, "GET", "/metrics", coil_http_metrics, NULL, 0);
+    if (!err) err = coil_jobs_mount(jobs, srv);
     return err;
 }
 
-int coil_cmd_serve(int argc, char **argv) {
-    serve_opts o = {.host = "127.0.0.1", .port = 8080, .data = "./var", .stall_ms = -1,
-                    .access_log = true};
-    int rc = parse_args(argc, argv, &o);
-    if (rc) return rc < 0 ? 0 : rc;
-    int err = make_dirs(o.data);
-    if (err) {
-        fprintf(stderr, "coil serve: data directory %s: %s\n", o.data, strerror(-err));
-        return 1;
-    }
-    if (o.stall_ms >= 0) coil_watchdog_set_threshold(COIL_MSEC(o.stall_ms));
-
+/* The HTTP side of a node: serve (all routes) or worker (/health and
+ * /metrics), until SIGTERM or SIGINT. Returns the exit status. */
+static int run_http(serve_opts *o, coil_jobs *jobs) {
     coil_http_config cfg;
     coil_http_config_init(&cfg);
-    cfg.host = o.host;
-    cfg.port = o.port;
-    cfg.workers = o.workers;
-    cfg.access_log = o.access_log;
+    cfg.host = o->host;
+    cfg.port = o->port;
+    cfg.workers = o->workers;
+    cfg.access_log = o->access_log;
     cfg.handle_signals = true;
     /* A report.pdf of 100,000 rows is a payload of a few MiB. */
     cfg.max_body = SERVE_MAX_BODY;
@@ -327,18 +363,13 @@ int coil_cmd_serve(int argc, char **argv) {
         fprintf(stderr, "coil serve: %s\n", strerror(errno));
         return 1;
     }
-    coil_jobs *jobs = NULL;
-    if (start_jobs(&o, &jobs) != 0) {
-        coil_http_server_free(srv);
-        return 1;
-    }
-    if ((err = add_routes(srv, &o)) != 0 || (err = coil_jobs_mount(jobs, srv)) != 0) {
+    int err = add_routes(srv, o, jobs);
+    if (err) {
         fprintf(stderr, "coil serve: adding routes: %s\n", coil_strerror(err));
         coil_http_server_free(srv);
-        coil_jobs_stop(jobs);
         return 1;
     }
-    announcer a = {.srv = srv, .opts = &o};
+    announcer a = {.srv = srv, .opts = o};
     pthread_t tid;
     sigset_t all, old;
     sigfillset(&all);
@@ -349,10 +380,83 @@ int coil_cmd_serve(int argc, char **argv) {
     atomic_store(&a.done, true);
     if (announcing) pthread_join(tid, NULL);
     coil_http_server_free(srv);
-    coil_jobs_stop(jobs);
     if (err) {
-        fprintf(stderr, "coil serve: %s:%u: %s\n", o.host, (unsigned)o.port, coil_strerror(err));
+        fprintf(stderr, "coil serve: %s:%u: %s\n", o->host, (unsigned)o->port, coil_strerror(err));
         return 1;
     }
     return 0;
+}
+
+/* Where a SQLite store lives: --store sqlite:DIR names it, else --data. */
+static int settle_store(serve_opts *o) {
+    if (o->store && strncmp(o->store, "sqlite:", 7) == 0) o->data = o->store + 7;
+    bool pg = o->store && (strncmp(o->store, "postgres://", 11) == 0 ||
+                           strncmp(o->store, "postgresql://", 13) == 0);
+    if (o->store && !pg && strncmp(o->store, "sqlite:", 7) != 0) {
+        fprintf(stderr, "coil: --store %s: expected sqlite:DIR, postgres://... or "
+                        "postgresql://...\n",
+                o->store);
+        return 2;
+    }
+    if (pg) return 0;
+    int err = make_dirs(o->data);
+    if (err) {
+        fprintf(stderr, "coil serve: data directory %s: %s\n", o->data, strerror(-err));
+        return 1;
+    }
+    return 0;
+}
+
+int coil_cmd_worker(int argc, char **argv) {
+    serve_opts o = {.host = "127.0.0.1", .port = 8080, .data = "./var", .stall_ms = -1,
+                    .job_workers = -1, .worker = true};
+    int rc = parse_args(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!o.store) {
+        fprintf(stderr, "coil worker: --store URL is required: the store the serve nodes use\n");
+        return 2;
+    }
+    if (o.job_workers == 0) {
+        fprintf(stderr, "coil worker: --job-workers must be at least 1\n");
+        return 2;
+    }
+    if ((rc = settle_store(&o)) != 0) return rc;
+    if (o.stall_ms >= 0) coil_watchdog_set_threshold(COIL_MSEC(o.stall_ms));
+    /* Without --listen the main thread only waits for SIGTERM or SIGINT:
+     * blocked here, before any thread starts, so that every thread inherits
+     * the mask and sigwait() gets them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    if (!o.listen_given) pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    coil_jobs *jobs = NULL;
+    if (start_jobs(&o, &jobs) != 0) return 1;
+    if (o.listen_given) {
+        rc = run_http(&o, jobs);
+    } else {
+        printf("coil worker: running jobs (%ld worker%s, jobs in %s)\n", o.job_workers,
+               o.job_workers == 1 ? "" : "s",
+               strncmp(o.store, "postgres", 8) == 0 ? "PostgreSQL" : o.data);
+        fflush(stdout);
+        int sig;
+        while (sigwait(&stop, &sig) != 0) {
+        }
+    }
+    coil_jobs_stop(jobs);
+    return rc;
+}
+
+int coil_cmd_serve(int argc, char **argv) {
+    serve_opts o = {.host = "127.0.0.1", .port = 8080, .data = "./var", .stall_ms = -1,
+                    .access_log = true, .job_workers = -1};
+    int rc = parse_args(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = settle_store(&o)) != 0) return rc;
+    if (o.stall_ms >= 0) coil_watchdog_set_threshold(COIL_MSEC(o.stall_ms));
+    coil_jobs *jobs = NULL;
+    if (start_jobs(&o, &jobs) != 0) return 1;
+    rc = run_http(&o, jobs);
+    coil_jobs_stop(jobs);
+    return rc;
 }

@@ -85,6 +85,9 @@ int coil__jobs_http_status(int err) {
     case -EBUSY:
     case -EPIPE:
     case -ENOMEM:
+    case -ENOTCONN:
+    case -ETIMEDOUT:
+    case -EAGAIN:
         return 503; /* the store cannot take writes now: try again later */
     default: return 500;
     }

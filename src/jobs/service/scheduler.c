@@ -179,6 +179,11 @@ static coil_result claimer_main(void *arg) {
                 int64_t wait_ms = next_run_at - coil__wall_ms();
                 deadline = coil_now() + COIL_MSEC(wait_ms > 0 ? wait_ms : 0) + COIL_MSEC(1);
             }
+            /* A store shared with other nodes: a coarse poll catches a wake
+             * whose notification was lost while the connection was down. */
+            coil_time poll = coil__store_poll_interval(j->store);
+            if (poll && (deadline == COIL_NEVER || deadline > coil_now() + poll))
+                deadline = coil_now() + poll;
         } else if (err == -ECANCELED || err == -EPIPE) {
             break;
         } else {
@@ -283,7 +288,7 @@ static void count_outcome(const record *r, bool started) {
  * a condition that may clear. */
 static bool storage_error(int err) {
     return err == -ENOSPC || err == -EDQUOT || err == -EROFS || err == -EIO || err == -ENOMEM ||
-           err == -EBUSY;
+           err == -EBUSY || err == -ENOTCONN || err == -ETIMEDOUT || err == -EAGAIN;
 }
 
 /* Waits up to STORE_RETRY, less if the scheduler starts to stop. Suspends
@@ -327,7 +332,12 @@ static coil_result recorder_main(void *arg) {
         pause_for_store(j);
     }
     coil_scope_exit(&shield);
-    if (err && err != -EPIPE) {
+    if (err == -ESTALE) {
+        /* This node lost its lease, and the job went to another node: that
+         * attempt's outcome is the one that counts. */
+        coil__log("jobs: job %s was taken over by another node; its outcome here is dropped",
+                  r->sj->rec->id);
+    } else if (err && err != -EPIPE) {
         atomic_fetch_add(&j->stats.store_errors, 1);
         /* Still `running` in the store: requeued at the next start. */
         coil__log("jobs: cannot record the outcome of job %s: %s", r->sj->rec->id,
@@ -467,7 +477,8 @@ static void on_changes(const coil__job_event *ev, size_t n, void *arg) {
     coil__sched *s = &j->sched;
     for (size_t i = 0; i < n; i++) {
         /* A cancel of a held job flags it, whatever its state. */
-        if (ev[i].cancel_requested || ev[i].state == COIL__JOB_CANCELLED) {
+        /* So does a job this node lost to another (PostgreSQL's rescue). */
+        if (ev[i].cancel_requested || ev[i].state == COIL__JOB_CANCELLED || ev[i].lost) {
             sched_job *sj = find_active(s, ev[i].id);
             if (!sj || sj->cancel) continue;
             sj->cancel = true;

@@ -27,16 +27,20 @@ void coil_jobs_config_init(coil_jobs_config *cfg) {
 /* Fills the zero fields with defaults. Returns 0 or -EINVAL. */
 static int settle_config(coil_jobs *j, const coil_jobs_config *cfg) {
     j->cfg = *cfg;
-    if (!cfg->data_dir || !cfg->data_dir[0]) return -EINVAL;
-    size_t n = strlen(cfg->data_dir);
+    /* Where: a PostgreSQL URL, sqlite:DIR, or the data directory. */
+    const char *where = cfg->store && cfg->store[0] ? cfg->store : cfg->data_dir;
+    if (!where || !where[0]) return -EINVAL;
+    j->pg = strncmp(where, "postgres://", 11) == 0 || strncmp(where, "postgresql://", 13) == 0;
+    size_t n = strlen(where);
     if (n >= sizeof j->dir) return -EINVAL;
-    memcpy(j->dir, cfg->data_dir, n + 1);
+    memcpy(j->dir, where, n + 1);
     j->cfg.data_dir = j->dir;
+    j->cfg.store = j->dir;
     if (j->cfg.pool.workers == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         j->cfg.pool.workers = cpus > 0 ? (size_t)cpus : 1;
     }
-    if (j->cfg.prefetch == 0) j->cfg.prefetch = 32 * j->cfg.pool.workers;
+    if (j->cfg.prefetch == 0) j->cfg.prefetch = (j->pg ? 4 : 32) * j->cfg.pool.workers;
     if (j->cfg.prefetch_bytes == 0) j->cfg.prefetch_bytes = (size_t)64 << 20;
     if (j->cfg.stop_grace == 0) j->cfg.stop_grace = COIL_SEC(2);
     if (j->cfg.stop_grace < 0) j->cfg.stop_grace = 0;
@@ -46,8 +50,14 @@ static int settle_config(coil_jobs *j, const coil_jobs_config *cfg) {
 /* The jobs loop: everything start needs, in order; undone on failure. */
 static coil_result start_main(void *arg) {
     coil_jobs *j = arg;
-    int err = coil__store_open(j->dir, NULL, &j->store);
+    coil__store_opts opts = {
+        .lease_ms = j->cfg.lease / 1000000,
+        .heartbeat_ms = j->cfg.heartbeat / 1000000,
+        .kinds = j->cfg.kinds,
+    };
+    int err = coil__store_open(j->dir, &opts, &j->store);
     if (err) return coil_fail(err);
+    if (j->cfg.no_workers) return coil_ok(NULL); /* enqueue, read, cancel: no more */
     size_t requeued = 0;
     err = coil__store_requeue_running(j->store, &requeued);
     if (err) goto close_store;
@@ -76,7 +86,8 @@ int coil_jobs_start(const coil_jobs_config *cfg, coil_jobs **out) {
     if (!j) return -ENOMEM;
     int err = settle_config(j, cfg);
     if (err) goto fail;
-    if (mkdir(j->dir, 0755) != 0 && errno != EEXIST) {
+    if (!j->pg && mkdir(strncmp(j->dir, "sqlite:", 7) == 0 ? j->dir + 7 : j->dir, 0755) != 0 &&
+        errno != EEXIST) {
         err = -errno;
         goto fail;
     }
@@ -101,6 +112,11 @@ fail:
 
 static coil_result stop_main(void *arg) {
     coil_jobs *j = arg;
+    if (j->cfg.no_workers) {
+        int err = coil__store_close(j->store);
+        if (err) coil__log("jobs: closing the store: %s", coil_strerror(err));
+        return coil_ok(NULL);
+    }
     coil__sched_stop(j, j->cfg.stop_grace);
     /* Jobs the scheduler stopped are still `running` in the store; the pool
      * has nothing left to run. Put them back now rather than at the next
@@ -217,3 +233,5 @@ void coil_jobs_get_stats(coil_jobs *j, coil_jobs_stats *out) {
     out->waiting = atomic_load(&j->stats.waiting);
     out->running = atomic_load(&j->stats.running);
 }
+
+bool coil_jobs_store_available(coil_jobs *j) { return coil__store_available(j->store); }

@@ -79,7 +79,8 @@ typedef struct coil__sched {
 
 struct coil_jobs {
     coil_jobs_config cfg;     /* copy; data_dir points at dir */
-    char dir[4096];
+    char dir[4096];               /* where the store is: a directory or a URL */
+    bool pg;                      /* ... on PostgreSQL */
     coil_loop *loop;          /* the jobs loop (its own thread) */
     coil__store *store;
     coil_pool *pool;

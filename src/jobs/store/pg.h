@@ -59,6 +59,8 @@ typedef struct coil__pg {
     int64_t retry_wait_ms;      /* current reconnect backoff */
     bool txn_changed;           /* this transaction changed a row */
 
+    atomic_bool up;             /* the last round trip (writer, heartbeat) worked */
+
     /* The node: its id changes when it registers anew after losing its lease. */
     _Atomic int64_t node_id;
 
@@ -129,10 +131,12 @@ int coil__pg_notify(PGconn *c, int64_t node, const coil__job_event *events, size
 void coil__pg_event_from_row(const PGresult *r, int row, coil__job_event *ev);
 /* The rescue: every job running on a node whose lease lapsed (or that is
  * marked lost) is retried (failed, due now) if it has attempts left, else
- * dead, or cancelled if a cancel was requested; the nodes are marked lost.
- * Runs inside the caller's transaction; notes the changes in *events
- * (malloc'd, the caller frees) and *nevents. Returns 0 or a negative errno. */
-int coil__pg_rescue(PGconn *c, coil__job_event **events, size_t *nevents);
+ * dead ("node lost"), or cancelled if a cancel was requested; the nodes are
+ * marked lost. With `leaving` (a node id), only that node's jobs, and the
+ * cause is "interrupted". Runs inside the caller's transaction; returns the
+ * changes in *events (malloc'd, the caller frees) and *nevents. Returns 0
+ * or a negative errno. */
+int coil__pg_rescue(PGconn *c, int64_t leaving, coil__job_event **events, size_t *nevents);
 
 /* Owned attempts. The token of `id`, or 0 if this node holds none (any
  * thread). */

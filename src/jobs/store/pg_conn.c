@@ -460,6 +460,7 @@ static int pg_open(coil__store *s) {
     if (!err) err = coil__pg_migrate(pg->conn);
     if (!err) err = coil__pg_node_register(pg, pg->conn);
     if (!err) err = coil__pg_node_start(s);
+    atomic_store(&pg->up, err == 0);
     if (err) {
         PQfinish(pg->conn);
         pg->conn = NULL;
@@ -517,6 +518,7 @@ static int writer_conn(coil__pg *pg) {
 static int pg_begin(coil__store *s, bool durable) {
     coil__pg *pg = s->impl;
     int err = writer_conn(pg);
+    atomic_store(&pg->up, err == 0);
     if (err) return err;
     pg->txn_changed = false;
     coil__pg_pending_drop(pg);
@@ -532,6 +534,7 @@ static int pg_commit(coil__store *s, bool *changed) {
     int err = coil__pg_notify(pg->conn, atomic_load(&pg->node_id), s->events, s->nevents);
     if (!err) err = coil__pg_command(pg->conn, "COMMIT", 0, NULL);
     if (!err) coil__pg_pending_apply(pg);
+    if (err == -ENOTCONN) atomic_store(&pg->up, false);
     *changed = !err && pg->txn_changed;
     return err;
 }
@@ -549,6 +552,8 @@ static int pg_error(coil__store *s, int rc) {
 }
 
 static bool pg_is_full(int rc) { return rc == -ENOSPC; }
+
+static bool pg_available(const coil__store *s) { return atomic_load(&coil__pgs(s)->up); }
 
 static const char *pg_results_dir(const coil__store *s) {
     (void)s;
@@ -573,5 +578,6 @@ const coil__store_backend coil__pg_backend = {
     .list = coil__pg_list,
     .counts = coil__pg_counts,
     .results_dir = pg_results_dir,
+    .available = pg_available,
     .poll_interval = COIL_SEC(1),
 };

@@ -155,7 +155,7 @@ static int beat(coil__store *s, PGconn *c, bool rescue, bool prune) {
     coil__job_event *evs = NULL;
     size_t n = 0;
     err = coil__pg_command(c, "BEGIN", 0, NULL);
-    if (!err) err = coil__pg_rescue(c, &evs, &n);
+    if (!err) err = coil__pg_rescue(c, 0, &evs, &n);
     if (!err) err = coil__pg_notify(c, atomic_load(&pg->node_id), evs, n);
     if (!err) err = coil__pg_command(c, "COMMIT", 0, NULL);
     if (err) {
@@ -202,6 +202,7 @@ static void *node_main(void *arg) {
             PQfinish(c);
             c = pg->listen_conn = listen_connect(pg);
             if (!c) {
+                atomic_store(&pg->up, false);
                 if (wait_or_stop(pg, -1, retry_ms)) break;
                 retry_ms = retry_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : retry_ms * 2;
                 continue;
@@ -213,7 +214,8 @@ static void *node_main(void *arg) {
         int64_t now = coil__wall_ms();
         if (now >= next_beat) {
             beats++;
-            (void)beat(s, c, now >= rescue_from, beats % PRUNE_EVERY == 0);
+            int err = beat(s, c, now >= rescue_from, beats % PRUNE_EVERY == 0);
+            atomic_store(&pg->up, err != -ENOTCONN);
             next_beat = now + pg->heartbeat_ms;
         }
         if (wait_or_stop(pg, PQsocket(c), next_beat - coil__wall_ms())) break;
@@ -274,8 +276,8 @@ void coil__pg_node_leave(coil__store *s, PGconn *c) {
     if (coil__pg_command(c, "BEGIN", 0, NULL) != 0) return;
     coil__job_event *evs = NULL;
     size_t n = 0;
-    int err = coil__pg_command(c, "UPDATE coil_nodes SET lost = true WHERE id = $1", 1, p);
-    if (!err) err = coil__pg_rescue(c, &evs, &n);
+    int err = coil__pg_rescue(c, atomic_load(&pg->node_id), &evs, &n);
+    if (!err) err = coil__pg_command(c, "UPDATE coil_nodes SET lost = true WHERE id = $1", 1, p);
     if (!err) err = coil__pg_notify(c, atomic_load(&pg->node_id), evs, n);
     if (!err) err = coil__pg_command(c, "COMMIT", 0, NULL);
     if (err && PQtransactionStatus(c) != PQTRANS_IDLE) (void)coil__pg_command(c, "ROLLBACK", 0, NULL);

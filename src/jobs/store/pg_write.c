@@ -550,29 +550,39 @@ static int exec_release(coil__store *s, coil__store_req *r) {
     return coil__pg_disown_later(pg, id);
 }
 
-int coil__pg_rescue(PGconn *c, coil__job_event **events, size_t *nevents) {
+int coil__pg_rescue(PGconn *c, int64_t leaving, coil__job_event **events, size_t *nevents) {
     *events = NULL;
     *nevents = 0;
-    int err = coil__pg_command(c, "UPDATE coil_nodes SET lost = true"
+    int err = 0;
+    if (!leaving)
+        err = coil__pg_command(c, "UPDATE coil_nodes SET lost = true"
                                   " WHERE NOT lost AND lease_until < now()",
                                0, NULL);
     if (err) return err;
-    num now = n64(coil__wall_ms());
-    const char *p[] = {now.s};
+    char now[24], node[24];
+    snprintf(now, sizeof now, "%" PRId64, coil__wall_ms());
+    snprintf(node, sizeof node, "%" PRId64, leaving);
+    const char *p[] = {now, node};
+    /* $2 = 0: the jobs of every lost node; else those of node $2, which
+     * stops (its jobs were interrupted, not lost). */
     PGresult *res = coil__pg_exec(
         c,
         "UPDATE coil_jobs SET"
         " state = CASE WHEN cancel_requested THEN 4 WHEN attempts >= max_attempts THEN 5"
         "  ELSE 3 END,"
-        " error_msg = CASE WHEN cancel_requested THEN error_msg ELSE 'node lost: '"
-        "  || coalesce(lease_owner, 'a node') || ' stopped renewing its lease' END,"
+        " error_msg = CASE WHEN cancel_requested THEN error_msg"
+        "  WHEN $2::bigint <> 0 THEN 'interrupted: its node (' || coalesce(lease_owner, '?')"
+        "   || ') stopped while it ran'"
+        "  ELSE 'node lost: ' || coalesce(lease_owner, 'a node')"
+        "   || ' stopped renewing its lease' END,"
         " error_signal = 0, error_exit = -1, error_oom = false, run_at = $1,"
         " finished = CASE WHEN cancel_requested OR attempts >= max_attempts THEN $1"
         "  ELSE finished END,"
         " node = NULL, lease_owner = NULL, token = NULL, updated = $1"
-        " WHERE state = 1 AND node IN (SELECT id FROM coil_nodes WHERE lost)"
+        " WHERE state = 1 AND CASE WHEN $2::bigint = 0"
+        "  THEN node IN (SELECT id FROM coil_nodes WHERE lost) ELSE node = $2::bigint END"
         " RETURNING " COIL__PG_EVENT_COLUMNS,
-        1, p, NULL, NULL, &err);
+        2, p, NULL, NULL, &err);
     if (!res) return err;
     int n = PQntuples(res);
     if (n > 0) {
@@ -590,7 +600,7 @@ static int exec_requeue(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;
     coil__job_event *events;
     size_t n;
-    int err = coil__pg_rescue(pg->conn, &events, &n);
+    int err = coil__pg_rescue(pg->conn, 0, &events, &n);
     if (err) return err;
     for (size_t i = 0; i < n; i++) coil__store_note_event(s, &events[i]);
     free(events);

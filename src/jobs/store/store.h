@@ -226,6 +226,11 @@ typedef struct coil__store_opts {
  * malformed `where`, -EPERM outside a task. Suspends. */
 int coil__store_open(const char *where, const coil__store_opts *opts, coil__store **out);
 
+/* Whether the database answered the last time it was asked (PostgreSQL:
+ * the writer's and the heartbeat's last round trips); always true on
+ * SQLite. Any thread. */
+bool coil__store_available(const coil__store *s);
+
 /* Which backend the store uses: "sqlite" or "postgres". */
 const char *coil__store_backend_name(const coil__store *s);
 

@@ -165,6 +165,8 @@ typedef struct coil__store_backend {
     int (*counts)(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]);
     /* Any thread: where result files live, or NULL if results are inline. */
     const char *(*results_dir)(const coil__store *s);
+    /* Any thread: whether the database answers now (NULL: always). */
+    bool (*available)(const coil__store *s);
     /* coil__store_poll_interval's answer. */
     coil_time poll_interval;
 } coil__store_backend;

@@ -619,6 +619,10 @@ int coil__store_close(coil__store *s) {
 
 const char *coil__store_backend_name(const coil__store *s) { return s->be->name; }
 
+bool coil__store_available(const coil__store *s) {
+    return !s->be->available || s->be->available(s);
+}
+
 coil_time coil__store_poll_interval(const coil__store *s) { return s->be->poll_interval; }
 
 void coil__store_get_stats(coil__store *s, coil__store_stats *out) {
