@@ -51,6 +51,7 @@ typedef struct serve_proc {
     char data[96];                /* DIR/var: the --data directory */
     char out[96];                 /* DIR/stdout.log: the startup lines */
     char log[96];                 /* DIR/stderr.log: the access log, errors */
+    const char *cmd;              /* "serve" (NULL) or "worker" */
 } serve_proc;
 
 /* The path of this build's coil binary. */
@@ -117,7 +118,8 @@ static inline int serve_read_port(serve_proc *p, off_t from) {
 static inline void serve_spawn(serve_proc *p, const char *const *extra) {
     char bin[PATH_MAX];
     serve_binary(bin, sizeof bin);
-    const char *argv[24] = {bin, "serve", "--listen", "127.0.0.1:0", "--data", p->data};
+    const char *argv[24] = {bin, p->cmd ? p->cmd : "serve", "--listen", "127.0.0.1:0",
+                            "--data", p->data};
     int argc = 6;
     for (; extra && *extra; extra++) {
         ASSERT(argc < 23);

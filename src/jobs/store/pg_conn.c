@@ -33,6 +33,13 @@ enum {
 
 /* ------------------------------------------------------------------ connecting */
 
+/* The server's notices ("relation already exists, skipping") are not
+ * errors: kept off stderr. */
+static void quiet(void *arg, const char *message) {
+    (void)arg;
+    (void)message;
+}
+
 /* `url` for a log line, with any password replaced by "***". */
 static void redact(const char *url, char *out, size_t size) {
     snprintf(out, size, "%s", url);
@@ -86,6 +93,7 @@ int coil__pg_connect(const char *url, const char *what, bool log, PGconn **out) 
         PQfinish(c);
         return err;
     }
+    PQsetNoticeProcessor(c, quiet, NULL);
     /* Times are the client's milliseconds; the server's clock only runs
      * the leases. Statements must not wait forever on a row lock. */
     int err = coil__pg_command(c, "SET lock_timeout = '10s'", 0, NULL);
