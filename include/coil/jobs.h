@@ -335,6 +335,10 @@ COIL_EXTERN int coil_jobs_start(const coil_jobs_config *cfg, coil_jobs **out);
  * server (if mounted) has stopped. Blocks. */
 COIL_EXTERN void coil_jobs_stop(coil_jobs *jobs);
 
+/* Whether `store` (a coil_jobs_config.store) names PostgreSQL: a
+ * postgres:// or postgresql:// URL. NULL is fine (false). */
+COIL_EXTERN bool coil_jobs_store_is_postgres(const char *store);
+
 /* Whether the store answers now: false while a PostgreSQL store cannot be
  * reached (enqueues get 503 meanwhile); always true on SQLite. Any thread.
  * Does not suspend. */

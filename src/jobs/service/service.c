@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 void coil_jobs_config_init(coil_jobs_config *cfg) {
@@ -30,7 +29,7 @@ static int settle_config(coil_jobs *j, const coil_jobs_config *cfg) {
     /* Where: a PostgreSQL URL, sqlite:DIR, or the data directory. */
     const char *where = cfg->store && cfg->store[0] ? cfg->store : cfg->data_dir;
     if (!where || !where[0]) return -EINVAL;
-    j->pg = strncmp(where, "postgres://", 11) == 0 || strncmp(where, "postgresql://", 13) == 0;
+    j->pg = coil__store_where_is_postgres(where);
     size_t n = strlen(where);
     if (n >= sizeof j->dir) return -EINVAL;
     memcpy(j->dir, where, n + 1);
@@ -86,11 +85,7 @@ int coil_jobs_start(const coil_jobs_config *cfg, coil_jobs **out) {
     if (!j) return -ENOMEM;
     int err = settle_config(j, cfg);
     if (err) goto fail;
-    if (!j->pg && mkdir(strncmp(j->dir, "sqlite:", 7) == 0 ? j->dir + 7 : j->dir, 0755) != 0 &&
-        errno != EEXIST) {
-        err = -errno;
-        goto fail;
-    }
+    /* The store makes its directory (and syncs the entry): not done here. */
     j->loop = coil_loop_thread_start();
     if (!j->loop) {
         err = -errno;
@@ -235,3 +230,7 @@ void coil_jobs_get_stats(coil_jobs *j, coil_jobs_stats *out) {
 }
 
 bool coil_jobs_store_available(coil_jobs *j) { return coil__store_available(j->store); }
+
+bool coil_jobs_store_is_postgres(const char *store) {
+    return store && coil__store_where_is_postgres(store);
+}

@@ -239,13 +239,43 @@ int coil__store_set_readonly(coil__store *s, bool readonly) {
 
 /* ------------------------------------------------------------------ reads */
 
+typedef struct read_call {
+    coil__store *s;
+    coil__store_read op;
+    int err;
+} read_call;
+
+/* Thread pool. */
+static void *read_main(void *arg) {
+    read_call *rc = arg;
+    rc->err = rc->s->be->read(rc->s, &rc->op);
+    return NULL;
+}
+
+/* Runs a read on the thread pool; on an error nothing of it is kept.
+ * Suspends. */
+static int read_run(coil__store *s, coil__store_read *op) {
+    read_call rc = {.s = s, .op = *op};
+    atomic_fetch_add(&s->reads, 1);
+    int err = coil_to_thread(read_main, &rc, NULL);
+    atomic_fetch_sub(&s->reads, 1);
+    if (!err) err = rc.err;
+    if (err) {
+        coil__job_free(rc.op.job);
+        rc.op.job = NULL;
+        coil__job_list_free(&rc.op.list);
+    }
+    *op = rc.op;
+    return err;
+}
+
 int coil__store_get(coil__store *s, const char *id, coil__job **out) {
     if (!out) return -EINVAL;
     *out = NULL;
     if (!coil__job_id_valid(id)) return -ENOENT;
-    atomic_fetch_add(&s->reads, 1);
-    int err = s->be->get(s, id, out);
-    atomic_fetch_sub(&s->reads, 1);
+    coil__store_read op = {.kind = COIL__READ_GET, .id = id};
+    int err = read_run(s, &op);
+    if (!err) *out = op.job;
     return err;
 }
 
@@ -254,17 +284,18 @@ int coil__store_list(coil__store *s, const coil__job_filter *f, coil__job_list *
     if (!out) return -EINVAL;
     if (!f) f = &all;
     if (f->state < -1 || f->state >= COIL__JOB_NSTATES || f->cursor > INT64_MAX) return -EINVAL;
-    atomic_fetch_add(&s->reads, 1);
-    int err = s->be->list(s, f, out);
-    atomic_fetch_sub(&s->reads, 1);
+    coil__job_filter settled = *f;
+    if (!settled.limit) settled.limit = COIL__LIST_DEFAULT;
+    if (settled.limit > COIL__LIST_MAX) settled.limit = COIL__LIST_MAX;
+    coil__store_read op = {.kind = COIL__READ_LIST, .filter = &settled};
+    int err = read_run(s, &op);
+    if (!err) *out = op.list;
     return err;
 }
 
 int coil__store_counts(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]) {
-    atomic_fetch_add(&s->reads, 1);
-    int err = s->be->counts(s, counts);
-    atomic_fetch_sub(&s->reads, 1);
-    return err;
+    coil__store_read op = {.kind = COIL__READ_COUNTS, .counts = counts};
+    return read_run(s, &op);
 }
 
 const char *coil__store_results_dir(const coil__store *s) { return s->be->results_dir(s); }

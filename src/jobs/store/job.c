@@ -13,6 +13,7 @@
 #include "jobs/store/store.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -94,6 +95,22 @@ int64_t coil__job_next_run_at(int64_t now_ms, unsigned attempt, int64_t base_ms,
                               uint64_t *rng) {
     int64_t delay = coil__job_backoff_ms(attempt, base_ms, cap_ms, rng);
     return delay > INT64_MAX - now_ms ? INT64_MAX : now_ms + delay;
+}
+
+coil__job_state coil__job_failure_state(bool cancel_requested, int attempts, int max_attempts) {
+    return cancel_requested          ? COIL__JOB_CANCELLED
+           : attempts < max_attempts ? COIL__JOB_FAILED
+                                     : COIL__JOB_DEAD;
+}
+
+void coil__job_event_init(coil__job_event *ev, const char *id, const char *kind,
+                          coil__job_state state, int attempts, int64_t run_at) {
+    memset(ev, 0, sizeof *ev);
+    snprintf(ev->id, sizeof ev->id, "%s", id);
+    snprintf(ev->kind, sizeof ev->kind, "%s", kind ? kind : "");
+    ev->state = state;
+    ev->attempts = attempts;
+    ev->run_at = run_at;
 }
 
 /* ------------------------------------------------------------------ specs */

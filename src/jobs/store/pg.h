@@ -31,6 +31,7 @@
 #include "jobs/store/store_impl.h"
 
 #include <libpq-fe.h>
+#include <stdio.h>
 
 enum {
     COIL__PG_SCHEMA_VERSION = 1,
@@ -86,11 +87,23 @@ typedef struct coil__pg {
 
 static inline coil__pg *coil__pgs(const coil__store *s) { return s->impl; }
 
+/* An integer as a text parameter. */
+typedef struct coil__pg_num {
+    char s[24];
+} coil__pg_num;
+
+static inline coil__pg_num coil__pg_n64(int64_t v) {
+    coil__pg_num n;
+    snprintf(n.s, sizeof n.s, "%lld", (long long)v);
+    return n;
+}
+
 /* ------------------------------------------------------------------ pg_conn.c */
 
-/* Connects to `url` (connect_timeout bounded; keepalives on). Returns 0
- * with *out set, or -ECONNREFUSED/-EACCES/-EINVAL with the reason logged
- * once under `what` when `log`. Blocks: not on a loop thread. */
+/* Connects to `url`, a URL pg_create has checked (connect_timeout bounded;
+ * keepalives on). Returns 0 with *out set, or -ECONNREFUSED/-EACCES/-ENOENT
+ * with the reason logged under `what` when `log`. Blocks: not on a loop
+ * thread. */
 int coil__pg_connect(const char *url, const char *what, bool log, PGconn **out);
 /* The negative errno for a failed result (or a NULL one): -ENOTCONN when
  * the connection is gone, -ENOSPC, -EROFS, -EIO, ... */
@@ -154,9 +167,7 @@ coil__pg_owned *coil__pg_disown_all(coil__pg *pg, size_t *n);
 
 /* ------------------------------------------------------------------ pg_read.c */
 
-int coil__pg_get(coil__store *s, const char *id, coil__job **out);
-int coil__pg_list(coil__store *s, const coil__job_filter *f, coil__job_list *out);
-int coil__pg_counts(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]);
+int coil__pg_read(coil__store *s, coil__store_read *op);
 void coil__pg_readers_close(coil__pg *pg);
 
 /* ------------------------------------------------------------------ pg_node.c */

@@ -61,17 +61,6 @@ static void first_line(const char *msg, char *out, size_t size) {
 
 int coil__pg_connect(const char *url, const char *what, bool log, PGconn **out) {
     *out = NULL;
-    char *parse_err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(url, &parse_err);
-    if (!opts) {
-        char safe[512], line[256];
-        redact(url, safe, sizeof safe);
-        first_line(parse_err, line, sizeof line);
-        if (log) coil__log("job store: %s: bad PostgreSQL URL %s: %s", what, safe, line);
-        PQfreemem(parse_err);
-        return -EINVAL;
-    }
-    PQconninfoFree(opts);
     /* Defaults first: what the URL says overrides them. */
     const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle",
                           "keepalives_interval", "keepalives_count", "application_name",
@@ -386,6 +375,29 @@ int coil__pg_migrate(PGconn *c) {
 
 /* ------------------------------------------------------------------ the backend */
 
+/* The kinds as an array literal, each quoted with \ and " escaped:
+ * {"a","b"} (malloc'd). NULL on ENOMEM. */
+static char *kinds_literal(const char *const *kinds) {
+    size_t len = 3;
+    for (const char *const *k = kinds; *k; k++) len += 2 * strlen(*k) + 3;
+    char *lit = malloc(len), *p = lit;
+    if (!lit) return NULL;
+    *p++ = '{';
+    for (const char *const *k = kinds; *k; k++) {
+        if (k != kinds) *p++ = ',';
+        *p++ = '"';
+        for (const char *c = *k; *c; c++) {
+            if (*c == '"' || *c == '\\') *p++ = '\\';
+            *p++ = *c;
+        }
+        *p++ = '"';
+    }
+    *p++ = '}';
+    *p = '\0';
+    return lit;
+}
+
+/* Fails leave what they made for pg_destroy (store_new calls it). */
 static int pg_create(coil__store *s, const char *url) {
     coil__pg *pg = calloc(1, sizeof *pg);
     if (!pg) return -ENOMEM;
@@ -393,8 +405,23 @@ static int pg_create(coil__store *s, const char *url) {
     pthread_mutex_init(&pg->owned_lock, NULL);
     pthread_mutex_init(&pg->rlock, NULL);
     pg->wake_pipe[0] = pg->wake_pipe[1] = -1;
+    /* A malformed URL is the caller's error, told once, here. */
+    char *parse_err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(url, &parse_err);
+    if (!opts) {
+        char safe[512], line[256];
+        redact(url, safe, sizeof safe);
+        first_line(parse_err, line, sizeof line);
+        coil__log("job store: bad PostgreSQL URL %s: %s", safe, line);
+        PQfreemem(parse_err);
+        return -EINVAL;
+    }
+    PQconninfoFree(opts);
     pg->url = strdup(url);
     pg->readers = calloc(s->opts.max_readers, sizeof *pg->readers);
+    bool some_kinds = s->opts.kinds && s->opts.kinds[0];
+    if (some_kinds) pg->kinds = kinds_literal(s->opts.kinds);
+    if (!pg->url || !pg->readers || (some_kinds && !pg->kinds)) return -ENOMEM;
     pg->lease_ms = s->opts.lease_ms > 0 ? s->opts.lease_ms : DEFAULT_LEASE_MS;
     pg->heartbeat_ms = s->opts.heartbeat_ms > 0 ? s->opts.heartbeat_ms : DEFAULT_HEARTBEAT_MS;
     char host[64] = "";
@@ -404,45 +431,6 @@ static int pg_create(coil__store *s, const char *url) {
     unsigned nth = atomic_fetch_add(&opened, 1);
     if (nth) snprintf(pg->node_name, sizeof pg->node_name, "%s:%ld#%u", host, (long)getpid(), nth);
     else snprintf(pg->node_name, sizeof pg->node_name, "%s:%ld", host, (long)getpid());
-    if (s->opts.kinds && s->opts.kinds[0]) {
-        size_t len = 3;
-        for (const char *const *k = s->opts.kinds; *k; k++) len += 2 * strlen(*k) + 3;
-        pg->kinds = malloc(len);
-        if (pg->kinds) { /* an array literal: each kind quoted, \ and " escaped */
-            char *p = pg->kinds;
-            *p++ = '{';
-            for (const char *const *k = s->opts.kinds; *k; k++) {
-                if (k != s->opts.kinds) *p++ = ',';
-                *p++ = '"';
-                for (const char *c = *k; *c; c++) {
-                    if (*c == '"' || *c == '\\') *p++ = '\\';
-                    *p++ = *c;
-                }
-                *p++ = '"';
-            }
-            *p++ = '}';
-            *p = '\0';
-        }
-    }
-    if (!pg->url || !pg->readers || (s->opts.kinds && s->opts.kinds[0] && !pg->kinds)) {
-        free(pg->url);
-        free(pg->readers);
-        free(pg->kinds);
-        free(pg);
-        s->impl = NULL;
-        return -ENOMEM;
-    }
-    /* Validate the URL now: a malformed one is the caller's error. */
-    char *parse_err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(url, &parse_err);
-    PQfreemem(parse_err);
-    if (!opts) {
-        char safe[512];
-        redact(url, safe, sizeof safe);
-        coil__log("job store: bad PostgreSQL URL %s", safe);
-        return -EINVAL; /* destroy frees it */
-    }
-    PQconninfoFree(opts);
     return 0;
 }
 
@@ -482,7 +470,6 @@ static void pg_close(coil__store *s) {
     if (pg->conn) coil__pg_node_leave(s, pg->conn);
     PQfinish(pg->conn);
     pg->conn = NULL;
-    coil__pg_readers_close(pg);
 }
 
 static void pg_control(coil__store *s, coil__store_req *r) {
@@ -582,9 +569,7 @@ const coil__store_backend coil__pg_backend = {
     .rollback = pg_rollback,
     .error = pg_error,
     .is_full = pg_is_full,
-    .get = coil__pg_get,
-    .list = coil__pg_list,
-    .counts = coil__pg_counts,
+    .read = coil__pg_read,
     .results_dir = pg_results_dir,
     .available = pg_available,
     .poll_interval = COIL_SEC(1),

@@ -42,12 +42,9 @@
 
 enum { RECONNECT_MAX_MS = 2000, PRUNE_EVERY = 600 /* beats */ };
 
-static void num(char out[24], int64_t v) { snprintf(out, 24, "%" PRId64, v); }
-
 int coil__pg_node_register(coil__pg *pg, PGconn *c) {
-    char lease[24];
-    num(lease, pg->lease_ms);
-    const char *p[] = {pg->node_name, lease};
+    coil__pg_num lease = coil__pg_n64(pg->lease_ms);
+    const char *p[] = {pg->node_name, lease.s};
     int err;
     PGresult *res = coil__pg_exec(c,
                                   "INSERT INTO coil_nodes (name, lease_until)"
@@ -134,10 +131,9 @@ static void became_zombie(coil__store *s, PGconn *c) {
  * Returns 0 or a negative errno. */
 static int beat(coil__store *s, PGconn *c, bool rescue, bool prune) {
     coil__pg *pg = s->impl;
-    char id[24], lease[24];
-    num(id, atomic_load(&pg->node_id));
-    num(lease, pg->lease_ms);
-    const char *p[] = {id, lease};
+    coil__pg_num id = coil__pg_n64(atomic_load(&pg->node_id)),
+                 lease = coil__pg_n64(pg->lease_ms);
+    const char *p[] = {id.s, lease.s};
     int err;
     PGresult *res = coil__pg_exec(c,
                                   "UPDATE coil_nodes SET lease_until = now() + $2 * interval"
@@ -268,9 +264,8 @@ void coil__pg_node_stop(coil__store *s) {
 
 void coil__pg_node_leave(coil__store *s, PGconn *c) {
     coil__pg *pg = s->impl;
-    char id[24];
-    num(id, atomic_load(&pg->node_id));
-    const char *p[] = {id};
+    coil__pg_num id = coil__pg_n64(atomic_load(&pg->node_id));
+    const char *p[] = {id.s};
     /* Whatever it still ran (nothing, after a clean stop) goes back now,
      * not one lease later. */
     if (coil__pg_command(c, "BEGIN", 0, NULL) != 0) return;

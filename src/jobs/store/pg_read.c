@@ -1,18 +1,15 @@
 /* jobs/store/pg_read.c: get, list and counts on PostgreSQL. Each read runs
- * on the thread pool (libpq blocks) with a connection from a small pool of
- * them; a connection that broke is dropped, and the next read connects
+ * on a pool thread (calls.c; libpq blocks) with a connection from a small
+ * pool of them; a connection that broke is dropped, and the next read connects
  * anew. Reads see every commit acknowledged before they started (READ
  * COMMITTED), on every node.
  */
 #include "jobs/store/pg.h"
 
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum { LIST_DEFAULT = 50, LIST_MAX = 1000 };
 
 /* ------------------------------------------------------------------ connections */
 
@@ -48,20 +45,7 @@ void coil__pg_readers_close(coil__pg *pg) {
 
 /* ------------------------------------------------------------------ reads */
 
-typedef enum read_kind { READ_GET, READ_LIST, READ_COUNTS } read_kind;
-
-typedef struct read_op {
-    coil__store *s;
-    read_kind kind;
-    const char *id;                 /* READ_GET */
-    const coil__job_filter *filter; /* READ_LIST */
-    coil__job *job;                 /* out: READ_GET */
-    coil__job_list list;            /* out: READ_LIST */
-    uint64_t *counts;               /* out: READ_COUNTS */
-    int err;
-} read_op;
-
-static int read_get(read_op *op, PGconn *c) {
+static int read_get(coil__store_read *op, PGconn *c) {
     char sql[1024];
     snprintf(sql, sizeof sql, "SELECT %s FROM coil_jobs WHERE id = $1", coil__pg_columns(true));
     const char *p[] = {op->id};
@@ -74,19 +58,18 @@ static int read_get(read_op *op, PGconn *c) {
     return err;
 }
 
-static int read_list(read_op *op, PGconn *c) {
+static int read_list(coil__store_read *op, PGconn *c) {
     const coil__job_filter *f = op->filter;
-    size_t limit = f->limit ? f->limit : LIST_DEFAULT;
-    if (limit > LIST_MAX) limit = LIST_MAX;
-    char sql[1024], cursor[24], state[24], lim[24];
+    size_t limit = f->limit;
+    char sql[1024];
     snprintf(sql, sizeof sql,
              "SELECT %s FROM coil_jobs WHERE seq < $1 AND ($2::smallint IS NULL OR state = $2)"
              " AND ($3::text IS NULL OR kind = $3) ORDER BY seq DESC LIMIT $4",
              coil__pg_columns(false));
-    snprintf(cursor, sizeof cursor, "%" PRId64, f->cursor ? (int64_t)f->cursor : INT64_MAX);
-    snprintf(state, sizeof state, "%d", f->state);
-    snprintf(lim, sizeof lim, "%zu", limit + 1); /* one more: is there a next page? */
-    const char *p[] = {cursor, f->state >= 0 ? state : NULL, f->kind, lim};
+    coil__pg_num cursor = coil__pg_n64(f->cursor ? (int64_t)f->cursor : INT64_MAX),
+                 state = coil__pg_n64(f->state),
+                 lim = coil__pg_n64((int64_t)limit + 1); /* one more: is there a next page? */
+    const char *p[] = {cursor.s, f->state >= 0 ? state.s : NULL, f->kind, lim.s};
     int err;
     PGresult *res = coil__pg_exec(c, sql, 4, p, NULL, NULL, &err);
     if (!res) return err;
@@ -103,7 +86,7 @@ static int read_list(read_op *op, PGconn *c) {
     return err;
 }
 
-static int read_counts(read_op *op, PGconn *c) {
+static int read_counts(coil__store_read *op, PGconn *c) {
     int err;
     PGresult *res = coil__pg_exec(c, "SELECT state, count(*) FROM coil_jobs GROUP BY state", 0,
                                   NULL, NULL, NULL, &err);
@@ -118,47 +101,15 @@ static int read_counts(read_op *op, PGconn *c) {
     return 0;
 }
 
-/* Thread pool. */
-static void *read_main(void *arg) {
-    read_op *op = arg;
+int coil__pg_read(coil__store *s, coil__store_read *op) {
     PGconn *c;
-    op->err = reader_get(op->s, &c);
-    if (op->err) return NULL;
+    int err = reader_get(s, &c);
+    if (err) return err;
     switch (op->kind) {
-    case READ_GET: op->err = read_get(op, c); break;
-    case READ_LIST: op->err = read_list(op, c); break;
-    case READ_COUNTS: op->err = read_counts(op, c); break;
+    case COIL__READ_GET: err = read_get(op, c); break;
+    case COIL__READ_LIST: err = read_list(op, c); break;
+    case COIL__READ_COUNTS: err = read_counts(op, c); break;
     }
-    reader_put(op->s, c);
-    return NULL;
-}
-
-static int read_run(read_op *op) {
-    int err = coil_to_thread(read_main, op, NULL);
-    if (!err) err = op->err;
-    if (err) {
-        coil__job_free(op->job);
-        op->job = NULL;
-        coil__job_list_free(&op->list);
-    }
+    reader_put(s, c);
     return err;
-}
-
-int coil__pg_get(coil__store *s, const char *id, coil__job **out) {
-    read_op op = {.s = s, .kind = READ_GET, .id = id};
-    int err = read_run(&op);
-    if (!err) *out = op.job;
-    return err;
-}
-
-int coil__pg_list(coil__store *s, const coil__job_filter *f, coil__job_list *out) {
-    read_op op = {.s = s, .kind = READ_LIST, .filter = f};
-    int err = read_run(&op);
-    if (!err) *out = op.list;
-    return err;
-}
-
-int coil__pg_counts(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]) {
-    read_op op = {.s = s, .kind = READ_COUNTS, .counts = counts};
-    return read_run(&op);
 }

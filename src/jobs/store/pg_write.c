@@ -31,17 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A number as a text parameter. */
-typedef struct num {
-    char s[24];
-} num;
-
-static num n64(int64_t v) {
-    num n;
-    snprintf(n.s, sizeof n.s, "%" PRId64, v);
-    return n;
-}
-
 /* ------------------------------------------------------------------ owned tokens */
 
 /* Room for one more item in a growing array. */
@@ -114,18 +103,8 @@ coil__pg_owned *coil__pg_disown_all(coil__pg *pg, size_t *n) {
 
 /* ------------------------------------------------------------------ events */
 
-static void event_set(coil__job_event *ev, const char *id, const char *kind,
-                      coil__job_state state, int attempts, int64_t run_at) {
-    memset(ev, 0, sizeof *ev);
-    snprintf(ev->id, sizeof ev->id, "%s", id);
-    snprintf(ev->kind, sizeof ev->kind, "%s", kind ? kind : "");
-    ev->state = state;
-    ev->attempts = attempts;
-    ev->run_at = run_at;
-}
-
 void coil__pg_event_from_row(const PGresult *r, int row, coil__job_event *ev) {
-    event_set(ev, PQgetvalue(r, row, 0), PQgetvalue(r, row, 1),
+    coil__job_event_init(ev, PQgetvalue(r, row, 0), PQgetvalue(r, row, 1),
               (coil__job_state)coil__pg_int(r, row, 2), (int)coil__pg_int(r, row, 4),
               coil__pg_int(r, row, 5));
     ev->cancel_requested = coil__pg_bool(r, row, 3);
@@ -228,11 +207,11 @@ static int exec_enqueue(coil__store *s, coil__store_req *r) {
     coil__enqueued *out = r->u.enqueue.out;
     int64_t now = coil__wall_ms();
     int64_t run_at = sp->run_at ? sp->run_at : now;
-    num prio = n64(sp->priority), at = n64(run_at),
-        max = n64(sp->max_attempts ? sp->max_attempts : COIL__JOB_DEFAULT_MAX_ATTEMPTS),
-        base = n64(sp->backoff_base_ms ? sp->backoff_base_ms : COIL__JOB_DEFAULT_BACKOFF_BASE_MS),
-        cap = n64(sp->backoff_cap_ms ? sp->backoff_cap_ms : COIL__JOB_DEFAULT_BACKOFF_CAP_MS),
-        timeout = n64(sp->timeout_ms), created = n64(now);
+    coil__pg_num prio = coil__pg_n64(sp->priority), at = coil__pg_n64(run_at),
+        max = coil__pg_n64(sp->max_attempts ? sp->max_attempts : COIL__JOB_DEFAULT_MAX_ATTEMPTS),
+        base = coil__pg_n64(sp->backoff_base_ms ? sp->backoff_base_ms : COIL__JOB_DEFAULT_BACKOFF_BASE_MS),
+        cap = coil__pg_n64(sp->backoff_cap_ms ? sp->backoff_cap_ms : COIL__JOB_DEFAULT_BACKOFF_CAP_MS),
+        timeout = coil__pg_n64(sp->timeout_ms), created = coil__pg_n64(now);
     const char *p[] = {r->u.enqueue.id, sp->kind, sp->payload_len ? sp->payload : "",
                        prio.s, at.s, sp->idem_key, max.s, base.s, cap.s, timeout.s, created.s};
     int lens[11] = {0, 0, (int)sp->payload_len};
@@ -264,12 +243,7 @@ static int exec_enqueue(coil__store *s, coil__store_req *r) {
         return 0;
     }
     pg->txn_changed = true;
-    memcpy(out->id, r->u.enqueue.id, COIL__JOB_ID_SIZE);
-    out->state = COIL__JOB_QUEUED;
-    out->duplicate = false;
-    coil__job_event ev;
-    event_set(&ev, out->id, sp->kind, COIL__JOB_QUEUED, 0, run_at);
-    coil__store_note_event(s, &ev);
+    coil__store_note_enqueued(s, r, run_at);
     return 0;
 }
 
@@ -291,24 +265,11 @@ static int next_run_at(coil__store *s, int64_t now, int64_t *out) {
     return 0;
 }
 
-/* Appends "v," to a growing array literal. */
-static int seq_append(char **buf, size_t *len, size_t *cap, int64_t v) {
-    if (*len + 24 > *cap) {
-        size_t ncap = *cap ? *cap * 2 : 256;
-        char *b = realloc(*buf, ncap);
-        if (!b) return -ENOMEM;
-        *buf = b;
-        *cap = ncap;
-    }
-    *len += (size_t)snprintf(*buf + *len, *cap - *len, "%s%" PRId64, *len > 1 ? "," : "", v);
-    return 0;
-}
-
 /* The claim: peek's meaning on PostgreSQL (store.h). */
 static int exec_peek(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;
     int64_t now = coil__wall_ms();
-    num when = n64(now), limit = n64((int64_t)r->u.peek.max);
+    coil__pg_num when = coil__pg_n64(now), limit = coil__pg_n64((int64_t)r->u.peek.max);
     const char *p[] = {when.s, limit.s, pg->kinds};
     int err;
     PGresult *res = coil__pg_exec(
@@ -325,29 +286,30 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
         r->err = -EAGAIN;
         return next_run_at(s, now, &r->u.peek.next_run_at);
     }
-    /* Claim order, within the byte budget (the first whatever its size). */
+    /* Claim order, within the byte budget (the first whatever its size),
+     * as an array literal "{seq,seq,...}": at most 20 digits and a comma
+     * each. */
     int64_t order[picked];
-    char *arr = NULL;
-    size_t len = 1, cap = 0, bytes = 0;
+    char *arr = malloc((size_t)picked * 21 + 3);
+    if (!arr) {
+        PQclear(res);
+        return -ENOMEM;
+    }
+    size_t len = 0, bytes = 0;
     int take = 0;
-    err = seq_append(&arr, &len, &cap, 0); /* sizes the buffer */
-    len = 1;
-    if (!err) arr[0] = '{';
-    for (int i = 0; i < picked && !err; i++) {
+    arr[len++] = '{';
+    for (int i = 0; i < picked; i++) {
         size_t b = (size_t)coil__pg_int(res, i, 1);
         if (take && r->u.peek.max_bytes && bytes + b > r->u.peek.max_bytes) break;
-        order[take++] = coil__pg_int(res, i, 0);
+        order[take] = coil__pg_int(res, i, 0);
+        len += (size_t)sprintf(arr + len, "%s%" PRId64, take ? "," : "", order[take]);
+        take++;
         bytes += b;
-        err = seq_append(&arr, &len, &cap, order[take - 1]);
     }
     PQclear(res);
-    if (err) {
-        free(arr);
-        return err;
-    }
     arr[len++] = '}';
     arr[len] = '\0';
-    num node = n64(atomic_load(&pg->node_id));
+    coil__pg_num node = coil__pg_n64(atomic_load(&pg->node_id));
     char sql[1024];
     snprintf(sql, sizeof sql,
              "UPDATE coil_jobs SET state = 1, attempts = attempts + 1, node = $2,"
@@ -359,7 +321,7 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
     free(arr);
     if (!res) return err;
     int got = PQntuples(res);
-    pg->txn_changed = got > 0;
+    if (got > 0) pg->txn_changed = true; /* not false: an earlier request may have written */
     /* RETURNING has no order: put the records in claim order. */
     for (int k = 0; k < take && !err; k++) {
         for (int i = 0; i < got; i++) {
@@ -372,7 +334,7 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
             }
             r->u.peek.jobs[r->u.peek.n++] = job;
             coil__job_event ev;
-            event_set(&ev, job->id, job->kind, COIL__JOB_RUNNING, job->attempts, job->run_at);
+            coil__job_event_init(&ev, job->id, job->kind, COIL__JOB_RUNNING, job->attempts, job->run_at);
             coil__store_note_event(s, &ev);
         }
     }
@@ -385,20 +347,17 @@ static int exec_start(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;
     int64_t token = coil__pg_token(pg, r->u.start.id);
     if (!token) return classify_miss(pg->conn, r, r->u.start.id, 0, 0, NULL);
-    const char *p[] = {r->u.start.id};
+    coil__pg_num tok = coil__pg_n64(token);
+    const char *p[] = {r->u.start.id, tok.s};
     int err;
-    PGresult *res = coil__pg_exec(pg->conn, "SELECT attempts, coalesce(token, 0) FROM coil_jobs"
-                                            " WHERE id = $1 AND state = 1",
-                                  1, p, NULL, NULL, &err);
+    PGresult *res = coil__pg_exec(pg->conn, "SELECT attempts FROM coil_jobs"
+                                            " WHERE id = $1 AND token = $2 AND state = 1",
+                                  2, p, NULL, NULL, &err);
     if (!res) return err;
-    if (PQntuples(res) == 1 && coil__pg_int(res, 0, 1) == token) {
-        r->u.start.attempts = (int)coil__pg_int(res, 0, 0);
-    } else {
-        PQclear(res);
-        return classify_miss(pg->conn, r, r->u.start.id, token, 0, NULL);
-    }
+    bool ours = PQntuples(res) == 1;
+    if (ours) r->u.start.attempts = (int)coil__pg_int(res, 0, 0);
     PQclear(res);
-    return 0;
+    return ours ? 0 : classify_miss(pg->conn, r, r->u.start.id, token, 0, NULL);
 }
 
 static int exec_complete(coil__store *s, coil__store_req *r) {
@@ -407,7 +366,7 @@ static int exec_complete(coil__store *s, coil__store_req *r) {
     int64_t token = coil__pg_token(pg, id);
     const coil__job_result *res_in = r->u.complete.res;
     bool has_result = res_in->len > 0;
-    num tok = n64(token), now = n64(coil__wall_ms());
+    coil__pg_num tok = coil__pg_n64(token), now = coil__pg_n64(coil__wall_ms());
     const char *p[] = {id, tok.s, has_result ? res_in->data : NULL,
                        has_result ? (res_in->content_type ? res_in->content_type
                                                           : "application/octet-stream")
@@ -437,7 +396,7 @@ static int exec_fail(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;
     const char *id = r->u.fail.id;
     int64_t token = coil__pg_token(pg, id);
-    num tok = n64(token);
+    coil__pg_num tok = coil__pg_n64(token);
     const char *p[] = {id, tok.s};
     int err;
     PGresult *res = coil__pg_exec(pg->conn,
@@ -456,18 +415,16 @@ static int exec_fail(coil__store *s, coil__store_req *r) {
     bool cancel = coil__pg_bool(res, 0, 4);
     int64_t run_at = coil__pg_int(res, 0, 5);
     PQclear(res);
-    coil__job_state to = cancel              ? COIL__JOB_CANCELLED
-                         : attempts < max ? COIL__JOB_FAILED
-                                          : COIL__JOB_DEAD;
+    coil__job_state to = coil__job_failure_state(cancel, attempts, max);
     r->err = coil__job_transition(COIL__JOB_RUNNING, to);
     if (r->err) return 0;
     int64_t now = coil__wall_ms();
     if (to == COIL__JOB_FAILED)
         run_at = coil__job_next_run_at(now, (unsigned)attempts, base, cap, &s->rng);
     const coil__job_error *e = r->u.fail.error;
-    num st = n64(to), at = n64(run_at), sig = n64(e ? e->signal : 0),
-        ex = n64(e ? e->exit_status : -1), fin = n64(coil__job_state_final(to) ? now : 0),
-        upd = n64(now);
+    coil__pg_num st = coil__pg_n64(to), at = coil__pg_n64(run_at), sig = coil__pg_n64(e ? e->signal : 0),
+        ex = coil__pg_n64(e ? e->exit_status : -1), fin = coil__pg_n64(coil__job_state_final(to) ? now : 0),
+        upd = coil__pg_n64(now);
     const char *q[] = {id, st.s, at.s, e ? e->message : NULL, sig.s, ex.s,
                        e && e->oom ? "true" : "false", fin.s, upd.s};
     res = coil__pg_exec(pg->conn,
@@ -487,7 +444,7 @@ static int exec_fail(coil__store *s, coil__store_req *r) {
 static int exec_cancel(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;
     const char *id = r->u.cancel.id;
-    num now = n64(coil__wall_ms());
+    coil__pg_num now = coil__pg_n64(coil__wall_ms());
     const char *p[] = {id, now.s};
     int err;
     /* Queued or failed: cancelled now. Running (here or on any node): flagged;
@@ -528,7 +485,7 @@ static int exec_release(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;
     const char *id = r->u.release.id;
     int64_t token = coil__pg_token(pg, id);
-    num tok = n64(token), now = n64(coil__wall_ms());
+    coil__pg_num tok = coil__pg_n64(token), now = coil__pg_n64(coil__wall_ms());
     const char *p[] = {id, tok.s, now.s};
     int err;
     PGresult *res = coil__pg_exec(
@@ -559,10 +516,8 @@ int coil__pg_rescue(PGconn *c, int64_t leaving, coil__job_event **events, size_t
                                   " WHERE NOT lost AND lease_until < now()",
                                0, NULL);
     if (err) return err;
-    char now[24], node[24];
-    snprintf(now, sizeof now, "%" PRId64, coil__wall_ms());
-    snprintf(node, sizeof node, "%" PRId64, leaving);
-    const char *p[] = {now, node};
+    coil__pg_num now = coil__pg_n64(coil__wall_ms()), node = coil__pg_n64(leaving);
+    const char *p[] = {now.s, node.s};
     /* $2 = 0: the jobs of every lost node; else those of node $2, which
      * stops (its jobs were interrupted, not lost). */
     PGresult *res = coil__pg_exec(
@@ -646,7 +601,7 @@ int coil__pg_exec_progress(coil__store *s, const coil__progress *p, bool *change
     *changed = false;
     int64_t token = coil__pg_token(pg, p->id);
     if (!token) return 0; /* not ours (any more): ignored, as for a job not running */
-    num tok = n64(token), pct = n64(p->percent), now = n64(coil__wall_ms());
+    coil__pg_num tok = coil__pg_n64(token), pct = coil__pg_n64(p->percent), now = coil__pg_n64(coil__wall_ms());
     const char *q[] = {p->id, tok.s, pct.s, p->message, now.s};
     int err;
     PGresult *res = coil__pg_exec(pg->conn,

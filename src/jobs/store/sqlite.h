@@ -82,8 +82,6 @@ static inline coil__sqlite *coil__sq(const coil__store *s) { return s->impl; }
 enum {
     SCHEMA_VERSION = 1,
     BUSY_TIMEOUT_MS = 5000,
-    LIST_DEFAULT = 50,
-    LIST_MAX = 1000,
 };
 
 #define NO_PAGE_LIMIT 4294967294ull /* SQLite's largest max_page_count */
@@ -122,9 +120,7 @@ int coil__sqlite_exec(coil__store *s, coil__store_req *r);
 int coil__sqlite_exec_progress(coil__store *s, const coil__progress *p, bool *changed,
                                coil__job_event *ev);
 /* sqlite_read.c */
-int coil__sqlite_get(coil__store *s, const char *id, coil__job **out);
-int coil__sqlite_list(coil__store *s, const coil__job_filter *f, coil__job_list *out);
-int coil__sqlite_counts(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]);
+int coil__sqlite_read(coil__store *s, coil__store_read *op);
 /* Steps a statement that returns no rows, then resets it. Returns an
  * SQLite code (SQLITE_OK for done). */
 int coil__stmt_run(sqlite3_stmt *st);

@@ -529,8 +529,6 @@ const coil__store_backend coil__sqlite_backend = {
     .rollback = coil__sqlite_rollback,
     .error = coil__sqlite_error,
     .is_full = coil__sqlite_is_full,
-    .get = coil__sqlite_get,
-    .list = coil__sqlite_list,
-    .counts = coil__sqlite_counts,
+    .read = coil__sqlite_read,
     .results_dir = results_dir,
 };

@@ -1,6 +1,6 @@
-/* jobs/store/sqlite_read.c: the read path: get, list and counts run on the
- * thread pool, each on a read connection taken from a small pool of them
- * (WAL readers never wait for the writer).
+/* jobs/store/sqlite_read.c: the read path: get, list and counts, each run
+ * on a pool thread (calls.c) on a read connection taken from a small pool
+ * of them (WAL readers never wait for the writer).
  */
 #include "jobs/store/sqlite.h"
 
@@ -45,32 +45,18 @@ void coil__store_readers_close(coil__store *s) {
     pthread_mutex_unlock(&coil__sq(s)->rlock);
 }
 
-typedef enum read_kind { READ_GET, READ_LIST, READ_COUNTS } read_kind;
-
-/* One read, run on the thread pool. */
-typedef struct read_op {
-    coil__store *s;
-    read_kind kind;
-    const char *id;               /* READ_GET */
-    const coil__job_filter *filter; /* READ_LIST */
-    coil__job *job;               /* out: READ_GET */
-    coil__job_list list;          /* out: READ_LIST */
-    uint64_t *counts;             /* out: READ_COUNTS */
-    int err;                      /* the read's outcome */
-} read_op;
-
-static int read_get(read_op *op, sqlite3 *db) {
+static int read_get(coil__store *s, coil__store_read *op, sqlite3 *db, bool *found) {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(db, "SELECT " FULL_COLUMNS " FROM jobs WHERE id = ?1", -1, &st,
                                 NULL);
     if (rc != SQLITE_OK) return rc;
     sqlite3_bind_text(st, 1, op->id, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
     if (rc == SQLITE_ROW) {
-        op->job = coil__job_from_row(op->s, st, true);
+        op->job = coil__job_from_row(s, st, true);
         rc = op->job ? SQLITE_OK : SQLITE_NOMEM;
     } else if (rc == SQLITE_DONE) {
-        op->err = -ENOENT;
         rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
@@ -89,10 +75,9 @@ static int list_push(coil__job_list *l, size_t *cap, coil__job *j) {
     return SQLITE_OK;
 }
 
-static int read_list(read_op *op, sqlite3 *db) {
+static int read_list(coil__store *s, coil__store_read *op, sqlite3 *db) {
     const coil__job_filter *f = op->filter;
-    size_t limit = f->limit ? f->limit : LIST_DEFAULT;
-    if (limit > LIST_MAX) limit = LIST_MAX;
+    size_t limit = f->limit;
     char sql[1024];
     snprintf(sql, sizeof sql,
              "SELECT " SUMMARY_COLUMNS " FROM jobs WHERE seq < ?1%s%s ORDER BY seq DESC LIMIT ?4",
@@ -110,7 +95,7 @@ static int read_list(read_op *op, sqlite3 *db) {
             op->list.next_cursor = op->list.jobs[limit - 1]->seq;
             continue;
         }
-        coil__job *j = coil__job_from_row(op->s, st, false);
+        coil__job *j = coil__job_from_row(s, st, false);
         if (!j || list_push(&op->list, &cap, j) != SQLITE_OK) {
             coil__job_free(j);
             rc = SQLITE_NOMEM;
@@ -121,7 +106,7 @@ static int read_list(read_op *op, sqlite3 *db) {
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static int read_counts(read_op *op, sqlite3 *db) {
+static int read_counts(coil__store_read *op, sqlite3 *db) {
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(db, "SELECT state, count(*) FROM jobs GROUP BY state", -1, &st,
                                 NULL);
@@ -136,56 +121,18 @@ static int read_counts(read_op *op, sqlite3 *db) {
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* Thread pool. */
-static void *read_main(void *arg) {
-    read_op *op = arg;
+int coil__sqlite_read(coil__store *s, coil__store_read *op) {
     sqlite3 *db = NULL;
-    int rc = reader_get(op->s, &db);
+    bool found = true;
+    int rc = reader_get(s, &db);
     if (rc == SQLITE_OK) {
         switch (op->kind) {
-        case READ_GET: rc = read_get(op, db); break;
-        case READ_LIST: rc = read_list(op, db); break;
-        case READ_COUNTS: rc = read_counts(op, db); break;
+        case COIL__READ_GET: rc = read_get(s, op, db, &found); break;
+        case COIL__READ_LIST: rc = read_list(s, op, db); break;
+        case COIL__READ_COUNTS: rc = read_counts(op, db); break;
         }
     }
-    if (rc != SQLITE_OK) op->err = coil__sqlite_err(db, rc);
-    if (db) reader_put(op->s, db);
-    return NULL;
-}
-
-static void read_discard(read_op *op) {
-    coil__job_free(op->job);
-    op->job = NULL;
-    coil__job_list_free(&op->list);
-}
-
-/* Runs a read on the thread pool. Suspends. */
-static int read_run(read_op *op) {
-    int err = coil_to_thread(read_main, op, NULL);
-    if (!err) err = op->err;
-    if (err) read_discard(op);
+    int err = rc == SQLITE_OK ? (found ? 0 : -ENOENT) : coil__sqlite_err(db, rc);
+    if (db) reader_put(s, db);
     return err;
-}
-
-int coil__sqlite_get(coil__store *s, const char *id, coil__job **out) {
-    if (!coil__job_id_valid(id)) return -ENOENT;
-    read_op op = {.s = s, .kind = READ_GET, .id = id};
-    int err = read_run(&op);
-    if (!err) *out = op.job;
-    return err;
-}
-
-int coil__sqlite_list(coil__store *s, const coil__job_filter *f, coil__job_list *out) {
-    static const coil__job_filter all = {.state = -1};
-    if (!f) f = &all;
-    if (f->state < -1 || f->state >= COIL__JOB_NSTATES || f->cursor > INT64_MAX) return -EINVAL;
-    read_op op = {.s = s, .kind = READ_LIST, .filter = f};
-    int err = read_run(&op);
-    if (!err) *out = op.list;
-    return err;
-}
-
-int coil__sqlite_counts(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]) {
-    read_op op = {.s = s, .kind = READ_COUNTS, .counts = counts};
-    return read_run(&op);
 }

@@ -57,19 +57,9 @@ static int lookup_for(coil__store *s, coil__store_req *r, const char *id, job_he
     return rc;
 }
 
-static void event_set(coil__job_event *ev, const char *id, const char *kind,
-                      coil__job_state state, int attempts, int64_t run_at) {
-    memset(ev, 0, sizeof *ev);
-    memcpy(ev->id, id, COIL__JOB_ID_SIZE);
-    snprintf(ev->kind, sizeof ev->kind, "%s", kind);
-    ev->state = state;
-    ev->attempts = attempts;
-    ev->run_at = run_at;
-}
-
 static void note_head(coil__store *s, const char *id, const job_head *h, coil__job_state state) {
     coil__job_event ev;
-    event_set(&ev, id, h->kind, state, h->attempts, h->run_at);
+    coil__job_event_init(&ev, id, h->kind, state, h->attempts, h->run_at);
     ev.progress = h->progress;
     ev.cancel_requested = h->cancel_requested;
     coil__store_note_event(s, &ev);
@@ -126,12 +116,7 @@ static int exec_enqueue(coil__store *s, coil__store_req *r) {
         return SQLITE_OK;
     }
     if (rc != SQLITE_OK) return rc;
-    memcpy(out->id, r->u.enqueue.id, COIL__JOB_ID_SIZE);
-    out->state = COIL__JOB_QUEUED;
-    out->duplicate = false;
-    coil__job_event ev;
-    event_set(&ev, out->id, sp->kind, COIL__JOB_QUEUED, 0, run_at);
-    coil__store_note_event(s, &ev);
+    coil__store_note_enqueued(s, r, run_at);
     return SQLITE_OK;
 }
 
@@ -250,9 +235,7 @@ static int exec_fail(coil__store *s, coil__store_req *r) {
         r->err = -EINVAL;
         return SQLITE_OK;
     }
-    coil__job_state to = h.cancel_requested             ? COIL__JOB_CANCELLED
-                         : h.attempts < h.max_attempts ? COIL__JOB_FAILED
-                                                       : COIL__JOB_DEAD;
+    coil__job_state to = coil__job_failure_state(h.cancel_requested, h.attempts, h.max_attempts);
     r->err = coil__job_transition(h.state, to);
     if (r->err) return SQLITE_OK;
     int64_t now = coil__wall_ms();
@@ -475,7 +458,7 @@ int coil__sqlite_exec_progress(coil__store *s, const coil__progress *p, bool *ch
     int rc = sqlite3_step(st);
     *changed = rc == SQLITE_ROW;
     if (*changed) {
-        event_set(ev, p->id, (const char *)sqlite3_column_text(st, 0), COIL__JOB_RUNNING,
+        coil__job_event_init(ev, p->id, (const char *)sqlite3_column_text(st, 0), COIL__JOB_RUNNING,
                   sqlite3_column_int(st, 1), sqlite3_column_int64(st, 3));
         ev->cancel_requested = sqlite3_column_int(st, 2) != 0;
         ev->progress = p->percent;

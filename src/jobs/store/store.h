@@ -175,6 +175,9 @@ bool coil__job_state_final(coil__job_state state);
 bool coil__job_can_transition(coil__job_state from, coil__job_state to);
 /* Returns 0 if from -> to is legal, else -EINVAL. */
 int coil__job_transition(coil__job_state from, coil__job_state to);
+/* The state a failed attempt of a running job leads to: cancelled if a
+ * cancel was asked, failed (retried) with attempts left, else dead. */
+coil__job_state coil__job_failure_state(bool cancel_requested, int attempts, int max_attempts);
 
 /* Retry delay after failed attempt number `attempt` (1 for the first),
  * exponential with full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]
@@ -230,6 +233,9 @@ int coil__store_open(const char *where, const coil__store_opts *opts, coil__stor
  * the writer's and the heartbeat's last round trips); always true on
  * SQLite. Any thread. */
 bool coil__store_available(const coil__store *s);
+
+/* Whether `where` names PostgreSQL (a postgres:// or postgresql:// URL). */
+bool coil__store_where_is_postgres(const char *where);
 
 /* Which backend the store uses: "sqlite" or "postgres". */
 const char *coil__store_backend_name(const coil__store *s);
@@ -402,6 +408,10 @@ typedef struct coil__job_event {
  * suspend), with the changes of one commit in commit order. `events` is
  * valid during the call only. */
 typedef void (*coil__store_watch_fn)(const coil__job_event *events, size_t n, void *arg);
+
+/* Fills `ev` with these fields, the others zero. */
+void coil__job_event_init(coil__job_event *ev, const char *id, const char *kind,
+                          coil__job_state state, int attempts, int64_t run_at);
 
 typedef struct coil__store_watcher coil__store_watcher;
 

@@ -130,6 +130,21 @@ typedef struct coil__progress {
     char *message;              /* malloc'd, or NULL */
 } coil__progress;
 
+/* One read, as the backend runs it on a pool thread (calls.c makes the
+ * hop). The filter of a list has its limit settled (1..COIL__LIST_MAX). */
+typedef enum coil__read_kind { COIL__READ_GET, COIL__READ_LIST, COIL__READ_COUNTS } coil__read_kind;
+
+typedef struct coil__store_read {
+    coil__read_kind kind;
+    const char *id;                 /* GET: a valid id */
+    const coil__job_filter *filter; /* LIST */
+    coil__job *job;                 /* out: GET */
+    coil__job_list list;            /* out: LIST */
+    uint64_t *counts;               /* out: COUNTS, COIL__JOB_NSTATES of them */
+} coil__store_read;
+
+enum { COIL__LIST_DEFAULT = 50, COIL__LIST_MAX = 1000 };
+
 /* A backend: where the requests go. Each function runs where its comment
  * says; "rc" is the backend's own result code, 0 for success, that its
  * `error` maps to a negative errno. */
@@ -159,10 +174,10 @@ typedef struct coil__store_backend {
      * whether it means "full" (then each request is retried alone). */
     int (*error)(coil__store *s, int rc);
     bool (*is_full)(int rc);
-    /* Tasks (they suspend): the reads. */
-    int (*get)(coil__store *s, const char *id, coil__job **out);
-    int (*list)(coil__store *s, const coil__job_filter *f, coil__job_list *out);
-    int (*counts)(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]);
+    /* A pool thread (it blocks): runs one read with a read connection of
+     * its own. Returns 0 or a negative errno (-ENOENT: no such job); on an
+     * error the caller frees whatever `op` holds. */
+    int (*read)(coil__store *s, coil__store_read *op);
     /* Any thread: where result files live, or NULL if results are inline. */
     const char *(*results_dir)(const coil__store *s);
     /* Any thread: whether the database answers now (NULL: always). */
@@ -214,6 +229,10 @@ int coil__store_submit(coil__store *s, coil__store_req *r);
 /* Writer thread, inside a transaction: keeps a change for the watchers,
  * published when (and only if) the transaction commits. */
 void coil__store_note_event(coil__store *s, const coil__job_event *ev);
+/* Writer thread, inside a transaction: an enqueue `r` inserted its job
+ * (due at run_at): fills its answer and notes the change. */
+void coil__store_note_enqueued(coil__store *s, coil__store_req *r, int64_t run_at);
+
 
 /* Any thread: hands this commit's changes to every watcher, each on its
  * own loop. `events` is copied. */

@@ -207,6 +207,16 @@ void coil__store_note_event(coil__store *s, const coil__job_event *ev) {
     s->events[s->nevents++] = *ev;
 }
 
+void coil__store_note_enqueued(coil__store *s, coil__store_req *r, int64_t run_at) {
+    coil__enqueued *out = r->u.enqueue.out;
+    memcpy(out->id, r->u.enqueue.id, COIL__JOB_ID_SIZE);
+    out->state = COIL__JOB_QUEUED;
+    out->duplicate = false;
+    coil__job_event ev;
+    coil__job_event_init(&ev, out->id, r->u.enqueue.spec->kind, COIL__JOB_QUEUED, 0, run_at);
+    coil__store_note_event(s, &ev);
+}
+
 int coil__store_watch(coil__store *s, coil__store_watch_fn fn, void *arg,
                       coil__store_watcher **out) {
     coil_loop *loop = coil__tls_loop;
@@ -515,8 +525,12 @@ static void store_free(coil__store *s) {
 /* Which backend `where` names, and what it says of the place: a
  * "postgres://" or "postgresql://" URL (passed whole), "sqlite:DIR", or a
  * plain directory. */
+bool coil__store_where_is_postgres(const char *where) {
+    return strncmp(where, "postgres://", 11) == 0 || strncmp(where, "postgresql://", 13) == 0;
+}
+
 static const coil__store_backend *backend_for(const char *where, const char **place) {
-    if (strncmp(where, "postgres://", 11) == 0 || strncmp(where, "postgresql://", 13) == 0) {
+    if (coil__store_where_is_postgres(where)) {
         *place = where;
         return &coil__pg_backend;
     }
