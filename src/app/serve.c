@@ -64,6 +64,7 @@ typedef struct serve_opts {
     const char *store;            /* --store: a URL, or NULL (SQLite in data) */
     char kinds_buf[1024];         /* --kinds, split in place */
     const char *kinds[64];        /* NULL-terminated, or kinds[0] NULL: any */
+    bool pg;                      /* --store names PostgreSQL */
     bool worker;                  /* coil worker */
     bool listen_given;
     unsigned workers;             /* 0: one per core */
@@ -72,6 +73,9 @@ typedef struct serve_opts {
     long stall_ms;                /* watchdog threshold, -1: the default */
     bool access_log;
 } serve_opts;
+
+/* The command, for its messages. */
+static const char *cmd_name(const serve_opts *o) { return o->worker ? "coil worker" : "coil serve"; }
 
 static void usage(FILE *out) {
     fprintf(out,
@@ -186,8 +190,7 @@ static void *announce(void *arg) {
                 w = n > 0 ? (unsigned)n : 1;
             }
             bool v6 = strchr(a->opts->host, ':') != NULL;
-            const char *store = a->opts->store;
-            bool pg = store && strncmp(store, "postgres", 8) == 0;
+            bool pg = a->opts->pg;
             printf("coil %s: listening on http://%s%s%s:%d (%u worker%s, %s %s)\n",
                    a->opts->worker ? "worker" : "serve", v6 ? "[" : "", a->opts->host,
                    v6 ? "]" : "", port, w, w == 1 ? "" : "s", pg ? "jobs in" : "data in",
@@ -247,7 +250,7 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         } else if (strcmp(a, "--no-access-log") == 0) {
             o->access_log = false;
         } else if (!v) {
-            fprintf(stderr, "coil serve: %s needs a value\n", a);
+            fprintf(stderr, "%s: %s needs a value\n", cmd_name(o), a);
             return 2;
         } else if (strcmp(a, "--listen") == 0 && parse_listen(v, o) == 0) {
             o->listen_given = true;
@@ -276,7 +279,7 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
             o->stall_ms = n;
             i++;
         } else {
-            fprintf(stderr, "coil serve: bad option or value: %s %s\n", a, v);
+            fprintf(stderr, "%s: bad option or value: %s %s\n", cmd_name(o), a, v);
             usage(stderr);
             return 2;
         }
@@ -325,9 +328,8 @@ static int start_jobs(const serve_opts *o, coil_jobs **out) {
     jc.accept_arg = (void *)o;
     int err = coil_jobs_start(&jc, out);
     if (err)
-        fprintf(stderr, "coil %s: cannot start the jobs (%s): %s\n", o->worker ? "worker" : "serve",
-                o->store && strncmp(o->store, "postgres", 8) == 0 ? "PostgreSQL" : o->data,
-                coil_strerror(err));
+        fprintf(stderr, "%s: cannot start the jobs (%s): %s\n", cmd_name(o),
+                o->pg ? "PostgreSQL" : o->data, coil_strerror(err));
     return err;
 }
 
@@ -360,12 +362,12 @@ static int run_http(serve_opts *o, coil_jobs *jobs) {
     cfg.max_body = SERVE_MAX_BODY;
     coil_http_server *srv = coil_http_server_new(&cfg);
     if (!srv) {
-        fprintf(stderr, "coil serve: %s\n", strerror(errno));
+        fprintf(stderr, "%s: %s\n", cmd_name(o), strerror(errno));
         return 1;
     }
     int err = add_routes(srv, o, jobs);
     if (err) {
-        fprintf(stderr, "coil serve: adding routes: %s\n", coil_strerror(err));
+        fprintf(stderr, "%s: adding routes: %s\n", cmd_name(o), coil_strerror(err));
         coil_http_server_free(srv);
         return 1;
     }
@@ -381,7 +383,8 @@ static int run_http(serve_opts *o, coil_jobs *jobs) {
     if (announcing) pthread_join(tid, NULL);
     coil_http_server_free(srv);
     if (err) {
-        fprintf(stderr, "coil serve: %s:%u: %s\n", o->host, (unsigned)o->port, coil_strerror(err));
+        fprintf(stderr, "%s: %s:%u: %s\n", cmd_name(o), o->host, (unsigned)o->port,
+                coil_strerror(err));
         return 1;
     }
     return 0;
@@ -390,18 +393,16 @@ static int run_http(serve_opts *o, coil_jobs *jobs) {
 /* Where a SQLite store lives: --store sqlite:DIR names it, else --data. */
 static int settle_store(serve_opts *o) {
     if (o->store && strncmp(o->store, "sqlite:", 7) == 0) o->data = o->store + 7;
-    bool pg = o->store && (strncmp(o->store, "postgres://", 11) == 0 ||
-                           strncmp(o->store, "postgresql://", 13) == 0);
-    if (o->store && !pg && strncmp(o->store, "sqlite:", 7) != 0) {
-        fprintf(stderr, "coil: --store %s: expected sqlite:DIR, postgres://... or "
-                        "postgresql://...\n",
-                o->store);
+    o->pg = coil_jobs_store_is_postgres(o->store);
+    if (o->store && !o->pg && strncmp(o->store, "sqlite:", 7) != 0) {
+        fprintf(stderr, "%s: --store %s: expected sqlite:DIR, postgres://... or postgresql://...\n",
+                cmd_name(o), o->store);
         return 2;
     }
-    if (pg) return 0;
+    if (o->pg) return 0;
     int err = make_dirs(o->data);
     if (err) {
-        fprintf(stderr, "coil serve: data directory %s: %s\n", o->data, strerror(-err));
+        fprintf(stderr, "%s: data directory %s: %s\n", cmd_name(o), o->data, strerror(-err));
         return 1;
     }
     return 0;
@@ -437,7 +438,7 @@ int coil_cmd_worker(int argc, char **argv) {
     } else {
         printf("coil worker: running jobs (%ld worker%s, jobs in %s)\n", o.job_workers,
                o.job_workers == 1 ? "" : "s",
-               strncmp(o.store, "postgres", 8) == 0 ? "PostgreSQL" : o.data);
+               o.pg ? "PostgreSQL" : o.data);
         fflush(stdout);
         int sig;
         while (sigwait(&stop, &sig) != 0) {
