@@ -18,18 +18,6 @@ static void start_node(serve_proc *p, const char *cmd, const char *url, const ch
     serve_launch(p, strcmp(cmd, "worker") == 0 ? worker_extra : extra);
 }
 
-/* One row of a query's answer as an integer. */
-static long long query_int(const char *url, const char *sql) {
-    PGconn *c = PQconnectdb(url);
-    ASSERT(PQstatus(c) == CONNECTION_OK);
-    PGresult *r = PQexec(c, sql);
-    ASSERT_EQ(PQresultStatus(r), PGRES_TUPLES_OK);
-    long long v = atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    PQfinish(c);
-    return v;
-}
-
 /* How often `id` occurs in `all`. */
 static int effects_of(const char *all, const char *id) {
     int n = 0;
@@ -63,12 +51,12 @@ TEST(cluster_survives_killed_nodes_and_runs_each_job_once) {
     }
     /* Every job that got a 202 ends succeeded (rescue takes lease + 1 s). */
     coil_time until = coil_now() + COIL_SEC(60);
-    long long done = 0, total = query_int(url, "SELECT count(*) FROM coil_jobs");
-    while ((done = query_int(url, "SELECT count(*) FROM coil_jobs WHERE state = 2")) < total) {
+    long long done = 0, total = fx_pg_sql(url, "SELECT count(*) FROM coil_jobs");
+    while ((done = fx_pg_sql(url, "SELECT count(*) FROM coil_jobs WHERE state = 2")) < total) {
         ASSERT(coil_now() < until);
         usleep(100 * 1000);
     }
-    ASSERT_EQ(query_int(url, "SELECT count(*) FROM coil_jobs WHERE state <> 2"), 0);
+    ASSERT_EQ(fx_pg_sql(url, "SELECT count(*) FROM coil_jobs WHERE state <> 2"), 0);
     /* Effects: every job at least once; twice only after a rescue (its
      * attempt on a killed node counted). */
     char *all = serve_read_file(effects, NULL);
@@ -81,7 +69,7 @@ TEST(cluster_survives_killed_nodes_and_runs_each_job_once) {
         ASSERT_GE(n, 1);
         if (n > 1) {
             snprintf(sql, sizeof sql, "SELECT attempts FROM coil_jobs WHERE id = '%s'", ids[i]);
-            ASSERT_GE(query_int(url, sql), 2);
+            ASSERT_GE(fx_pg_sql(url, sql), 2);
             twice++;
         }
     }
@@ -112,7 +100,7 @@ TEST(cancel_stops_a_job_on_another_node) {
     json_decref(doc);
     serve_reply_free(&r);
     coil_time until = coil_now() + COIL_SEC(10);
-    while (query_int(url, "SELECT count(*) FROM coil_jobs WHERE state = 1") == 0) {
+    while (fx_pg_sql(url, "SELECT count(*) FROM coil_jobs WHERE state = 1") == 0) {
         ASSERT(coil_now() < until);
         usleep(20 * 1000);
     }
@@ -120,7 +108,7 @@ TEST(cancel_stops_a_job_on_another_node) {
     ASSERT_EQ(r.status, 202); /* running elsewhere: asked to stop */
     serve_reply_free(&r);
     coil_time t0 = coil_now();
-    while (query_int(url, "SELECT count(*) FROM coil_jobs WHERE state = 4") == 0) {
+    while (fx_pg_sql(url, "SELECT count(*) FROM coil_jobs WHERE state = 4") == 0) {
         ASSERT(coil_now() < until);
         usleep(20 * 1000);
     }
@@ -144,7 +132,7 @@ TEST(killed_workers_jobs_run_again_within_lease_and_a_second) {
     ASSERT_EQ(r.status, 202);
     serve_reply_free(&r);
     coil_time until = coil_now() + COIL_SEC(10);
-    while (query_int(url, "SELECT count(*) FROM coil_jobs WHERE state = 1") == 0) {
+    while (fx_pg_sql(url, "SELECT count(*) FROM coil_jobs WHERE state = 1") == 0) {
         ASSERT(coil_now() < until);
         usleep(20 * 1000);
     }
@@ -152,7 +140,7 @@ TEST(killed_workers_jobs_run_again_within_lease_and_a_second) {
     coil_time t0 = coil_now();
     serve_kill(&w1);
     until = coil_now() + COIL_SEC(20);
-    while (query_int(url, "SELECT count(*) FROM coil_jobs WHERE state = 1 AND attempts = 2") == 0) {
+    while (fx_pg_sql(url, "SELECT count(*) FROM coil_jobs WHERE state = 1 AND attempts = 2") == 0) {
         ASSERT(coil_now() < until);
         usleep(20 * 1000);
     }
@@ -160,7 +148,7 @@ TEST(killed_workers_jobs_run_again_within_lease_and_a_second) {
     fprintf(stderr, "cluster: rescued and running again %.0f ms after the SIGKILL\n",
             (double)took / 1e6);
     ASSERT_LE(took, COIL_SEC(6));
-    ASSERT_EQ(query_int(url, "SELECT count(*) FROM coil_jobs WHERE error_msg LIKE 'node lost%'"), 1);
+    ASSERT_EQ(fx_pg_sql(url, "SELECT count(*) FROM coil_jobs WHERE error_msg LIKE 'node lost%'"), 1);
     serve_stop(&s);
     serve_stop(&w2);
     serve_cleanup(&s);

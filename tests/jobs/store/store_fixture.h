@@ -51,17 +51,28 @@ static inline char *fx_pg_url(const char *db) {
     return dup;
 }
 
+/* Runs `sql` (one or more statements) on the database at `url`; fails the
+ * test unless it succeeds. Returns the first column of the first row of
+ * the last statement as an integer (0 if it returned no rows). */
+static inline long long fx_pg_sql(const char *url, const char *sql) {
+    PGconn *c = PQconnectdb(url);
+    ASSERT(PQstatus(c) == CONNECTION_OK);
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
+    ASSERT(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+    long long v = st == PGRES_TUPLES_OK && PQntuples(r) ? atoll(PQgetvalue(r, 0, 0)) : 0;
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
 /* Runs one SQL command on the admin database. */
 static inline void fx_pg_admin(const char *sql) {
     char *admin = fx_pg_admin_url();
-    PGconn *c = PQconnectdb(admin);
+    fx_pg_sql(admin, sql);
     free(admin);
-    ASSERT(PQstatus(c) == CONNECTION_OK);
-    PGresult *r = PQexec(c, sql);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) fprintf(stderr, "%s: %s", sql, PQerrorMessage(c));
-    ASSERT(PQresultStatus(r) == PGRES_COMMAND_OK);
-    PQclear(r);
-    PQfinish(c);
 }
 
 /* A fresh empty place for a store (malloc'd): a directory, or on

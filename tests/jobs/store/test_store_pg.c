@@ -101,18 +101,6 @@ static bool is_failed(const coil__job_event *e) { return e->state == COIL__JOB_F
 static bool is_flagged(const coil__job_event *e) { return e->cancel_requested; }
 static bool is_queued(const coil__job_event *e) { return e->state == COIL__JOB_QUEUED; }
 
-/* Runs SQL on the test database. */
-static void sql(const char *url, const char *text) {
-    PGconn *c = PQconnectdb(url);
-    ASSERT(PQstatus(c) == CONNECTION_OK);
-    PGresult *r = PQexec(c, text);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        fprintf(stderr, "%s: %s", text, PQerrorMessage(c));
-    ASSERT(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
-    PQclear(r);
-    PQfinish(c);
-}
-
 static coil_result rescue_main(void *arg) {
     const char *url = arg;
     coil__store_opts quick = {.lease_ms = 400, .heartbeat_ms = 100};
@@ -130,7 +118,7 @@ static coil_result rescue_main(void *arg) {
 
     /* Node a is declared lost (as when it stays silent past its lease: the
      * cluster test pauses a real node for that): b rescues its job. */
-    sql(url, "UPDATE coil_nodes SET lost = true"
+    fx_pg_sql(url, "UPDATE coil_nodes SET lost = true"
              " WHERE id = (SELECT node FROM coil_jobs WHERE state = 1)");
     const coil__job_event *ev = await_event(&wb, e.id, is_failed);
     ASSERT_EQ(ev->attempts, 1);
@@ -246,7 +234,7 @@ static coil_result sql_main(void *arg) {
     static seen w;
     coil__store_watcher *watch;
     ASSERT_EQ(coil__store_watch(s, keep_events, &w, &watch), 0);
-    sql(url, "BEGIN; SELECT coil_enqueue('demo.cpu', '{\"ms\": 1}'); ROLLBACK");
+    fx_pg_sql(url, "BEGIN; SELECT coil_enqueue('demo.cpu', '{\"ms\": 1}'); ROLLBACK");
     ASSERT_EQ(fx_total(s), 0);
     PGconn *c = PQconnectdb(url);
     ASSERT(PQstatus(c) == CONNECTION_OK);
@@ -273,8 +261,8 @@ static coil_result sql_main(void *arg) {
     ASSERT_STR_EQ((const char *)j->payload, "{\"ms\": 1}");
     coil__job_free(j);
     /* Idempotent: the same key names the first job. */
-    sql(url, "SELECT coil_enqueue('demo.cpu', '{}', '{\"idempotency_key\": \"k1\"}')");
-    sql(url, "SELECT coil_enqueue('demo.cpu', '{}', '{\"idempotency_key\": \"k1\"}')");
+    fx_pg_sql(url, "SELECT coil_enqueue('demo.cpu', '{}', '{\"idempotency_key\": \"k1\"}')");
+    fx_pg_sql(url, "SELECT coil_enqueue('demo.cpu', '{}', '{\"idempotency_key\": \"k1\"}')");
     ASSERT_EQ(fx_total(s), 2);
     coil__store_unwatch(watch);
     ASSERT_EQ(coil__store_close(s), 0);
