@@ -5,9 +5,11 @@
  *   test_x --in-process N  run one in this process (gdb, valgrind)
  *   test_x --list          list the tests
  *
- * A child that exits 0 passed; anything else (a failed ASSERT, a signal, a
- * sanitizer report, the timeout: COIL_TEST_TIMEOUT seconds, default 120)
- * failed. The last line is "N passed, N failed".
+ * A child that exits 0 passed; one that exits 77 skipped (a component it
+ * needs is not installed, and it said which); anything else (a failed
+ * ASSERT, a signal, a sanitizer report, the timeout: COIL_TEST_TIMEOUT
+ * seconds, default 120) failed. The last line is "N passed, N failed, N
+ * skipped"; the exit status is 1 if any failed, 77 if all were skipped.
  */
 #include "test.h"
 
@@ -95,13 +97,19 @@ static int find(const char *name) {
     return -1;
 }
 
-static bool run_forked(int i, int timeout_s) {
+/* A case that exits with this skips (a component the test needs is not
+ * installed); ctest's SKIP_RETURN_CODE. */
+enum { TEST_SKIPPED = 77 };
+
+typedef enum { CASE_PASSED, CASE_FAILED, CASE_SKIPPED } case_result;
+
+static case_result run_forked(int i, int timeout_s) {
     double start = now_ms();
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         perror("fork");
-        return false;
+        return CASE_FAILED;
     }
     if (pid == 0) {
         alarm((unsigned)timeout_s);
@@ -115,14 +123,18 @@ static bool run_forked(int i, int timeout_s) {
     double ms = now_ms() - start;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         printf("ok   %s (%.0f ms)\n", tests[i].name, ms);
-        return true;
+        return CASE_PASSED;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == TEST_SKIPPED) {
+        printf("skip %s (%.0f ms)\n", tests[i].name, ms);
+        return CASE_SKIPPED;
     }
     if (WIFSIGNALED(status))
         printf("FAIL %s: killed by signal %d%s (%.0f ms)\n", tests[i].name, WTERMSIG(status),
                WTERMSIG(status) == SIGALRM ? " (timeout)" : "", ms);
     else
         printf("FAIL %s: exit status %d (%.0f ms)\n", tests[i].name, WEXITSTATUS(status), ms);
-    return false;
+    return CASE_FAILED;
 }
 
 int main(int argc, char **argv) {
@@ -146,20 +158,22 @@ int main(int argc, char **argv) {
         printf("ok   %s\n", tests[i].name);
         return 0;
     }
-    int passed = 0, failed = 0;
+    int counts[3] = {0};
     if (argc > 1) {
         for (int a = 1; a < argc; a++) {
             int i = find(argv[a]);
             if (i < 0) {
                 printf("FAIL %s: no such test\n", argv[a]);
-                failed++;
+                counts[CASE_FAILED]++;
                 continue;
             }
-            run_forked(i, timeout_s) ? passed++ : failed++;
+            counts[run_forked(i, timeout_s)]++;
         }
     } else {
-        for (int i = 0; i < ntests; i++) run_forked(i, timeout_s) ? passed++ : failed++;
+        for (int i = 0; i < ntests; i++) counts[run_forked(i, timeout_s)]++;
     }
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    printf("%d passed, %d failed, %d skipped\n", counts[CASE_PASSED], counts[CASE_FAILED],
+           counts[CASE_SKIPPED]);
+    if (counts[CASE_FAILED]) return 1;
+    return counts[CASE_SKIPPED] && !counts[CASE_PASSED] ? TEST_SKIPPED : 0;
 }

@@ -339,6 +339,16 @@ COIL_EXTERN void coil_jobs_stop(coil_jobs *jobs);
  * postgres:// or postgresql:// URL. NULL is fine (false). */
 COIL_EXTERN bool coil_jobs_store_is_postgres(const char *store);
 
+/* Creates or upgrades the schema of `store` (a coil_jobs_config.store,
+ * or a data directory) and returns: it starts nothing. *from gets the
+ * version found (0: none), *to this build's. Safe while other nodes start
+ * on the same PostgreSQL database (an advisory lock serialises them).
+ * Returns 0, -EINVAL (a malformed store), -ECONNREFUSED, -EACCES, -ENOENT
+ * (no such database), -EPROTO (the schema is newer than this build),
+ * -EBUSY (a process has the SQLite directory open: it migrated when it
+ * opened), -EROFS, -EIO; the cause is logged. A plain thread; blocks. */
+COIL_EXTERN int coil_jobs_migrate(const char *store, int *from, int *to);
+
 /* Whether the store answers now: false while a PostgreSQL store cannot be
  * reached (enqueues get 503 meanwhile); always true on SQLite. Any thread.
  * Does not suspend. */

@@ -9,6 +9,9 @@ int coil_cmd_serve(int argc, char **argv);
 /* coil worker --store URL [OPTIONS]: a node that only runs jobs (serve.c). */
 int coil_cmd_worker(int argc, char **argv);
 
+/* coil migrate --store URL: creates or upgrades a store's schema (migrate.c). */
+int coil_cmd_migrate(int argc, char **argv);
+
 /* coil bench WHAT: benchmarks (bench/). */
 int coil_cmd_bench(int argc, char **argv);
 

@@ -11,7 +11,8 @@
 # PostgreSQL's durable defaults (fsync on, synchronous_commit on). PostgreSQL
 # refuses to run as root, so as root it runs as the `postgres` user that
 # Debian's package creates. Without the PostgreSQL binaries, start says so
-# and exits 77, which ctest reports as skipped.
+# in STATE/skipped and exits 77, which ctest reports as skipped; the tests
+# that need the server find that file and skip too (exit 77).
 set -euo pipefail
 
 bin=""
@@ -33,11 +34,14 @@ pg_start() {
 
 case "$cmd" in
 start)
+  mkdir -p "$state"
+  rm -f "$state/skipped"
   if [ -z "$bin" ]; then
-    echo "pg_tmp.sh: PostgreSQL is not installed (scripts/deps test installs it); skipping" >&2
+    msg="PostgreSQL is not installed (scripts/deps test installs it): the tests that need it are skipped"
+    echo "$msg" >"$state/skipped"
+    echo "pg_tmp.sh: $msg" >&2
     exit 77
   fi
-  mkdir -p "$state"
   [ -f "$state/data" ] && "$0" stop "$state" || true
   dir=$(mktemp -d "${TMPDIR:-/tmp}/coil-pg.XXXXXX")
   [ "$(id -u)" -eq 0 ] && chown postgres: "$dir"
@@ -56,7 +60,7 @@ stop)
   data=$(cat "$state/data")
   as_server "$bin/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
   case "$data" in */coil-pg.*/data) rm -rf "$(dirname "$data")" ;; esac
-  rm -f "$state/url" "$state/data"
+  rm -f "$state/url" "$state/data" "$state/skipped"
   ;;
 restart)
   data=$(cat "$state/data")

@@ -231,6 +231,11 @@ void coil_jobs_get_stats(coil_jobs *j, coil_jobs_stats *out) {
 
 bool coil_jobs_store_available(coil_jobs *j) { return coil__store_available(j->store); }
 
+int coil_jobs_migrate(const char *store, int *from, int *to) {
+    int unused_from, unused_to;
+    return coil__store_migrate(store, from ? from : &unused_from, to ? to : &unused_to);
+}
+
 bool coil_jobs_store_is_postgres(const char *store) {
     return store && coil__store_where_is_postgres(store);
 }

@@ -128,8 +128,9 @@ const char *coil__pg_columns(bool blobs);
  * coil__pg_columns(blobs), in one allocation; NULL on ENOMEM. */
 coil__job *coil__pg_job(const PGresult *r, int row, int first, bool blobs);
 /* Creates or upgrades the schema, under an advisory lock (several nodes
- * may start at once). Returns 0 or a negative errno, logged. Blocks. */
-int coil__pg_migrate(PGconn *c);
+ * may start at once); *found gets the version found (0: none). Returns 0
+ * or a negative errno, logged. Blocks. */
+int coil__pg_migrate(PGconn *c, int *found);
 
 /* ------------------------------------------------------------------ pg_write.c */
 

@@ -347,7 +347,7 @@ static const char schema_v1[] =
     "  RETURN new_id;\n"
     "END $$;\n";
 
-int coil__pg_migrate(PGconn *c) {
+int coil__pg_migrate(PGconn *c, int *found) {
     int err = coil__pg_command(c, "BEGIN", 0, NULL);
     if (!err) err = coil__pg_command(c, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")", 0,
                                      NULL);
@@ -358,6 +358,7 @@ int coil__pg_migrate(PGconn *c) {
                                   NULL, NULL, NULL, &err);
     int64_t version = res ? coil__pg_int(res, 0, 0) : 0;
     PQclear(res);
+    *found = (int)version;
     if (!err && version > COIL__PG_SCHEMA_VERSION) {
         coil__log("job store: the database's coil schema is version %lld, newer than this "
                   "coil's (%d): upgrade coil",
@@ -452,8 +453,9 @@ static void pg_destroy(coil__store *s) {
 static int pg_open(coil__store *s) {
     coil__pg *pg = s->impl;
     if (getrandom(&s->rng, sizeof s->rng, 0) != (ssize_t)sizeof s->rng) return -EIO;
+    int found;
     int err = coil__pg_connect(pg->url, "opening", true, &pg->conn);
-    if (!err) err = coil__pg_migrate(pg->conn);
+    if (!err) err = coil__pg_migrate(pg->conn, &found);
     if (!err) err = coil__pg_node_register(pg, pg->conn);
     if (!err) err = coil__pg_node_start(s);
     atomic_store(&pg->up, err == 0);
@@ -461,6 +463,16 @@ static int pg_open(coil__store *s) {
         PQfinish(pg->conn);
         pg->conn = NULL;
     }
+    return err;
+}
+
+static int pg_migrate(coil__store *s, int *from, int *to) {
+    PGconn *c;
+    *from = 0;
+    *to = COIL__PG_SCHEMA_VERSION;
+    int err = coil__pg_connect(coil__pgs(s)->url, "migrating", true, &c);
+    if (!err) err = coil__pg_migrate(c, from);
+    PQfinish(c);
     return err;
 }
 
@@ -560,6 +572,7 @@ const coil__store_backend coil__pg_backend = {
     .create = pg_create,
     .destroy = pg_destroy,
     .open = pg_open,
+    .migrate = pg_migrate,
     .close = pg_close,
     .control = pg_control,
     .begin = pg_begin,

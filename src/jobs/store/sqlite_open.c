@@ -341,12 +341,14 @@ static int configure(sqlite3 *db) {
     return sqlite3_exec(db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 }
 
-/* Creates the schema, or checks the one found. Returns an SQLite code or
- * -EPROTO (the file is from a newer version). */
-static int schema(sqlite3 *db) {
+/* Creates the schema, or checks the one found; *found gets its version
+ * (0: none). Returns an SQLite code or -EPROTO (the file is from a newer
+ * version). */
+static int schema(sqlite3 *db, int *found) {
     int64_t version = 0;
     int rc = query_int(db, "PRAGMA user_version", &version);
     if (rc != SQLITE_OK) return rc;
+    *found = (int)version;
     if (version > SCHEMA_VERSION) {
         coil__log("job store: schema version %lld is newer than this build's (%d)",
                   (long long)version, SCHEMA_VERSION);
@@ -384,7 +386,10 @@ static int open_err(coil__store *s, int rc) {
     return err;
 }
 
-int coil__sqlite_open(coil__store *s) {
+/* The directory made and locked, the database open and its schema made;
+ * *found gets the schema's version before. Returns an SQLite code or a
+ * negative errno; the caller closes what was opened. */
+static int open_db(coil__store *s, int *found) {
     int err = make_dirs(s);
     if (err) return err;
     err = lock_dir(s);
@@ -397,16 +402,30 @@ int coil__sqlite_open(coil__store *s) {
         sqlite3_busy_timeout(coil__sq(s)->db, BUSY_TIMEOUT_MS);
         rc = configure(coil__sq(s)->db);
     }
-    if (rc == SQLITE_OK) rc = schema(coil__sq(s)->db);
-    if (rc == SQLITE_OK) rc = prepare_all(s);
+    if (rc == SQLITE_OK) rc = schema(coil__sq(s)->db, found);
     if (rc == SQLITE_OK) rc = coil__fsync_dir(coil__sq(s)->dir); /* the new db and WAL files */
+    return rc;
+}
+
+int coil__sqlite_open(coil__store *s) {
+    int found;
+    int rc = open_db(s, &found);
+    if (rc == SQLITE_OK) rc = prepare_all(s);
     if (rc == SQLITE_OK) rc = seed_rng(s);
     if (rc != SQLITE_OK) {
-        err = open_err(s, rc);
+        int err = open_err(s, rc);
         coil__sqlite_close(s);
         return err;
     }
     return 0;
+}
+
+static int sq_migrate(coil__store *s, int *from, int *to) {
+    int rc = open_db(s, from);
+    *to = SCHEMA_VERSION;
+    int err = rc == SQLITE_OK ? 0 : open_err(s, rc);
+    coil__sqlite_close(s);
+    return err;
 }
 
 void coil__sqlite_close(coil__store *s) {
@@ -520,6 +539,7 @@ const coil__store_backend coil__sqlite_backend = {
     .create = coil__sqlite_create,
     .destroy = coil__sqlite_destroy,
     .open = coil__sqlite_open,
+    .migrate = sq_migrate,
     .close = coil__sqlite_close,
     .control = coil__sqlite_pragma,
     .begin = coil__sqlite_begin,

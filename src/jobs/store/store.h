@@ -229,6 +229,15 @@ typedef struct coil__store_opts {
  * malformed `where`, -EPERM outside a task. Suspends. */
 int coil__store_open(const char *where, const coil__store_opts *opts, coil__store **out);
 
+/* Creates or upgrades the schema of the store at `where` (as for
+ * coil__store_open) and does nothing else: no writer, no node, no jobs
+ * requeued. *from gets the version found (0: there was none), *to this
+ * build's. Safe while other processes start on the same PostgreSQL
+ * database; -EBUSY while a process has an SQLite DIR open (it made its
+ * schema when it opened). Errors as coil__store_open's, logged. A plain
+ * thread; blocks. */
+int coil__store_migrate(const char *where, int *from, int *to);
+
 /* Whether the database answered the last time it was asked (PostgreSQL:
  * the writer's and the heartbeat's last round trips); always true on
  * SQLite. Any thread. */

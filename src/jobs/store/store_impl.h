@@ -159,6 +159,11 @@ typedef struct coil__store_backend {
      * negative errno, with everything undone. */
     int (*open)(coil__store *s);
     void (*close)(coil__store *s);
+    /* The caller's thread, after create and instead of open: makes or
+     * upgrades the schema and lets go of the database again. *from gets
+     * the version found (0: none), *to this build's. Returns 0 or a
+     * negative errno, logged. Blocks. */
+    int (*migrate)(coil__store *s, int *from, int *to);
     /* Writer thread: a COIL__OP_PRAGMA request; sets r->err. */
     void (*control)(coil__store *s, coil__store_req *r);
     /* Writer thread: one group transaction. `durable` is false for one of

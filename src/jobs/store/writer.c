@@ -609,6 +609,16 @@ int coil__store_open(const char *where, const coil__store_opts *opts, coil__stor
     return 0;
 }
 
+int coil__store_migrate(const char *where, int *from, int *to) {
+    if (!where || !*where) return -EINVAL;
+    coil__store *s;
+    int err = store_new(where, NULL, &s);
+    if (err) return err;
+    err = s->be->migrate(s, from, to);
+    store_free(s);
+    return err;
+}
+
 int coil__store_close(coil__store *s) {
     if (!s) return 0;
     coil_task *t = coil__running();
