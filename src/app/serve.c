@@ -71,6 +71,7 @@ typedef struct serve_opts {
     long job_workers;             /* worker processes; -1: one per core; 0: none */
     bool demo_unsafe;             /* enable /demo/spin */
     long stall_ms;                /* watchdog threshold, -1: the default */
+    long lease_ms;                /* --lease-ms; 0: the store's default (5 s) */
     bool access_log;
 } serve_opts;
 
@@ -81,8 +82,9 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: coil serve [--listen HOST:PORT] [--data DIR] [--store URL] [--workers N]\n"
             "                  [--job-workers N] [--demo-unsafe] [--stall-ms N]\n"
-            "                  [--no-access-log]\n"
+            "                  [--lease-ms N] [--no-access-log]\n"
             "       coil worker --store URL [--job-workers N] [--kinds a,b] [--listen HOST:PORT]\n"
+            "                  [--lease-ms N]\n"
             "\n"
             "  --listen HOST:PORT  address to listen on (default 127.0.0.1:8080;\n"
             "                      port 0 lets the kernel choose); coil worker serves\n"
@@ -97,6 +99,9 @@ static void usage(FILE *out) {
             "  --demo-unsafe       enable GET /demo/spin, which blocks a loop on purpose,\n"
             "                      and the job kinds demo.crash and demo.append\n"
             "  --stall-ms N        watchdog threshold in ms (0 turns it off)\n"
+            "  --lease-ms N        PostgreSQL: a node silent this long is presumed dead\n"
+            "                      and its jobs rescued (default 5000, at least 500); the\n"
+            "                      heartbeat renews it every fifth of that, 1 s at most\n"
             "  --no-access-log     do not log each request to stderr\n");
 }
 
@@ -278,6 +283,9 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         } else if (strcmp(a, "--stall-ms") == 0 && parse_long(v, 3600000, &n)) {
             o->stall_ms = n;
             i++;
+        } else if (strcmp(a, "--lease-ms") == 0 && parse_long(v, 3600000, &n) && n >= 500) {
+            o->lease_ms = n;
+            i++;
         } else {
             fprintf(stderr, "%s: bad option or value: %s %s\n", cmd_name(o), a, v);
             usage(stderr);
@@ -324,6 +332,10 @@ static int start_jobs(const serve_opts *o, coil_jobs **out) {
     jc.pool.workers = o->job_workers > 0 ? (size_t)o->job_workers : 0;
     jc.no_workers = o->job_workers == 0;
     jc.kinds = o->kinds[0] ? o->kinds : NULL;
+    if (o->lease_ms) {
+        jc.lease = COIL_MSEC(o->lease_ms);
+        jc.heartbeat = COIL_MSEC(o->lease_ms / 5 < 1000 ? o->lease_ms / 5 : 1000);
+    }
     jc.accept = accept_job;
     jc.accept_arg = (void *)o;
     int err = coil_jobs_start(&jc, out);

@@ -2,20 +2,114 @@
  * processes: two `coil serve` and two `coil worker`. Jobs posted to either
  * server all end `succeeded` though a worker node and a serve node are
  * SIGKILLed mid-run; only a job a killed node was running may run twice;
- * a killed worker's jobs run again elsewhere within lease + 1 s.
+ * a killed worker's jobs run again elsewhere within lease + 1 s; a node
+ * paused past its lease comes back fenced.
  * COIL_TEST_PG_ONLY: needs the test server. */
 #include "app/serve_harness.h"
 #include "jobs/store/store_fixture.h"
 
 enum { JOBS = 600 };
 
-static void start_node(serve_proc *p, const char *cmd, const char *url, const char *workers) {
+#include <dirent.h>
+
+/* Starts a node; `lease_ms` NULL keeps the default lease (5 s). */
+static void start_node_leased(serve_proc *p, const char *cmd, const char *url,
+                              const char *workers, const char *lease_ms) {
     serve_init(p);
     p->cmd = cmd;
     const char *extra[] = {"--store", url, "--job-workers", workers, "--no-access-log",
-                           "--demo-unsafe", NULL};
-    const char *worker_extra[] = {"--store", url, "--job-workers", workers, NULL};
+                           "--demo-unsafe", lease_ms ? "--lease-ms" : NULL, lease_ms, NULL};
+    const char *worker_extra[] = {"--store", url, "--job-workers", workers,
+                                  lease_ms ? "--lease-ms" : NULL, lease_ms, NULL};
     serve_launch(p, strcmp(cmd, "worker") == 0 ? worker_extra : extra);
+}
+
+static void start_node(serve_proc *p, const char *cmd, const char *url, const char *workers) {
+    start_node_leased(p, cmd, url, workers, NULL);
+}
+
+/* The pids of the processes whose parent is `parent` (its job workers),
+ * at most `max`; returns how many. */
+static int children_of(pid_t parent, pid_t *out, int max) {
+    DIR *d = opendir("/proc");
+    ASSERT(d != NULL);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) && n < max;) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) continue;
+        ssize_t got = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (got <= 0) continue;
+        buf[got] = '\0';
+        const char *paren = strrchr(buf, ')'); /* pid (comm) state ppid ... */
+        char state;
+        long ppid;
+        if (paren && sscanf(paren + 1, " %c %ld", &state, &ppid) == 2 && ppid == parent &&
+            state != 'Z')
+            out[n++] = (pid_t)atol(e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Whether process `pid` is gone or a zombie (exited, not yet reaped). */
+static bool process_ended(pid_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return true;
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (got <= 0) return true;
+    buf[got] = '\0';
+    const char *paren = strrchr(buf, ')');
+    return !paren || paren[2] == 'Z';
+}
+
+/* Posts a job to the node on `port`; its id goes to id (40 bytes). */
+static void post_job(int port, const char *kind, const char *body, char *id) {
+    char path[64];
+    snprintf(path, sizeof path, "/jobs/%s", kind);
+    serve_reply r;
+    serve_http(port, "POST", path, NULL, body, &r);
+    ASSERT_EQ(r.status, 202);
+    json_t *doc = serve_json(&r);
+    snprintf(id, 40, "%s", json_string_value(json_object_get(doc, "id")));
+    json_decref(doc);
+    serve_reply_free(&r);
+}
+
+/* The integer `sql` yields, polled until it is `want` (10 s at most). */
+static void await_sql(const char *url, const char *sql, long long want) {
+    coil_time until = coil_now() + COIL_SEC(10);
+    long long got;
+    while ((got = fx_pg_sql(url, sql)) != want) {
+        if (coil_now() >= until)
+            coil_test_fail(__FILE__, __LINE__, "%s: %lld, not %lld after 10 s", sql, got, want);
+        usleep(20 * 1000);
+    }
+}
+
+static bool log_shows_now(const serve_proc *p, const char *text) {
+    char *log = serve_read_log(p);
+    bool found = log && strstr(log, text);
+    free(log);
+    return found;
+}
+
+/* Whether the node's stderr has `text`; waits up to 10 s for it. */
+static bool log_shows(const serve_proc *p, const char *text) {
+    coil_time until = coil_now() + COIL_SEC(10);
+    for (;;) {
+        char *log = serve_read_log(p);
+        bool found = log && strstr(log, text);
+        free(log);
+        if (found || coil_now() >= until) return found;
+        usleep(50 * 1000);
+    }
 }
 
 /* How often `id` occurs in `all`. */
@@ -150,6 +244,75 @@ TEST(killed_workers_jobs_run_again_within_lease_and_a_second) {
     ASSERT_LE(took, COIL_SEC(6));
     ASSERT_EQ(fx_pg_sql(url, "SELECT count(*) FROM coil_jobs WHERE error_msg LIKE 'node lost%'"), 1);
     serve_stop(&s);
+    serve_stop(&w2);
+    serve_cleanup(&s);
+    serve_cleanup(&w1);
+    serve_cleanup(&w2);
+    fx_rmtree(url);
+}
+
+/* A worker node SIGSTOPped past its lease (2 s here) with two jobs: A
+ * (1 s) ends while it is paused, B (30 s) does not. Another node rescues
+ * and reruns both. After SIGCONT the paused node learns it was declared
+ * lost: A's outcome, which it brings back late, is refused and the
+ * rescuer's stands; B's job there is stopped and its outcome refused too;
+ * the rescued B runs on. */
+TEST(a_node_paused_past_its_lease_comes_back_fenced) {
+    char *url = fx_tmpdir();
+    serve_proc s, w1, w2;
+    start_node_leased(&s, "serve", url, "0", "2000");
+    start_node_leased(&w1, "worker", url, "2", "2000");
+    char a[40], b[40], sql[200];
+    post_job(s.port, "demo.sleep", "{\"ms\":1000}", a);
+    post_job(s.port, "demo.sleep", "{\"ms\":30000}", b);
+    await_sql(url, "SELECT count(*) FROM coil_jobs WHERE state = 1", 2);
+    pid_t kids[4];
+    ASSERT_EQ(children_of(w1.pid, kids, 4), 2); /* its two job workers, both busy */
+    start_node_leased(&w2, "worker", url, "2", "2000");
+    ASSERT_EQ(kill(w1.pid, SIGSTOP), 0);
+    /* The rescue: A ran again on w2 and succeeded there; B runs there. */
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM coil_jobs WHERE id = '%s' AND state = 2 AND attempts = 2", a);
+    await_sql(url, sql, 1);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM coil_jobs WHERE id = '%s' AND state = 1 AND attempts = 2", b);
+    await_sql(url, sql, 1);
+    snprintf(sql, sizeof sql, "SELECT updated FROM coil_jobs WHERE id = '%s'", a);
+    long long a_updated = fx_pg_sql(url, sql);
+    ASSERT_EQ(fx_pg_sql(url, "SELECT count(*) FROM coil_nodes WHERE lost"), 1);
+    ASSERT_EQ(kill(w1.pid, SIGCONT), 0);
+    ASSERT(log_shows(&w1, "missed its lease"));
+    /* Both late outcomes are refused: A's, which it brought back, and B's,
+     * whose job it stopped (as a cancel does), long before B's 30 s. */
+    char dropped[100];
+    snprintf(dropped, sizeof dropped, "job %s was taken over by another node", a);
+    ASSERT(log_shows(&w1, dropped));
+    snprintf(dropped, sizeof dropped, "job %s was taken over by another node", b);
+    ASSERT(log_shows(&w1, dropped));
+    ASSERT(!log_shows_now(&w1, "cannot record"));
+    /* The rows are as the rescuer left them. */
+    snprintf(sql, sizeof sql, "SELECT updated FROM coil_jobs WHERE id = '%s'", a);
+    ASSERT_EQ(fx_pg_sql(url, sql), a_updated);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM coil_jobs WHERE id = '%s' AND state = 2 AND attempts = 2", a);
+    ASSERT_EQ(fx_pg_sql(url, sql), 1);
+    /* Its worker processes live on, idle, for the jobs it claims next. */
+    for (int i = 0; i < 2; i++) ASSERT(!process_ended(kids[i]));
+    /* The rescued B still runs (the zombie's stop did not touch it), and
+     * the paused node serves on as a new node. */
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM coil_jobs WHERE id = '%s' AND state = 1 AND attempts = 2", b);
+    ASSERT_EQ(fx_pg_sql(url, sql), 1);
+    ASSERT(log_shows(&w1, "serves on as id"));
+    serve_assert_alive(&w1);
+    char path[64];
+    snprintf(path, sizeof path, "/jobs/%s", b);
+    serve_reply r;
+    serve_http(s.port, "DELETE", path, NULL, NULL, &r);
+    ASSERT_EQ(r.status, 202);
+    serve_reply_free(&r);
+    serve_stop(&s);
+    serve_stop(&w1);
     serve_stop(&w2);
     serve_cleanup(&s);
     serve_cleanup(&w1);

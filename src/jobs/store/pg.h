@@ -41,6 +41,9 @@ enum {
 /* The channel every node LISTENs on. */
 #define COIL__PG_CHANNEL "coil_jobs"
 
+/* The token of an attempt this node held and lost (its lease lapsed). */
+#define COIL__PG_TAKEN INT64_C(-1)
+
 /* A job this node has claimed and not yet finished. */
 typedef struct coil__pg_owned {
     char id[COIL__JOB_ID_SIZE];
@@ -152,8 +155,8 @@ void coil__pg_event_from_row(const PGresult *r, int row, coil__job_event *ev);
  * or a negative errno. */
 int coil__pg_rescue(PGconn *c, int64_t leaving, coil__job_event **events, size_t *nevents);
 
-/* Owned attempts. The token of `id`, or 0 if this node holds none (any
- * thread). */
+/* Owned attempts. The token of `id`, 0 if this node holds none, or
+ * COIL__PG_TAKEN if it held one that was rescued away (any thread). */
 int64_t coil__pg_token(coil__pg *pg, const char *id);
 /* Writer thread: takes or drops an attempt when this transaction commits
  * (coil__pg_pending_apply), or not at all if it rolls back
@@ -162,8 +165,10 @@ int coil__pg_own_later(coil__pg *pg, const char *id, int64_t token);
 int coil__pg_disown_later(coil__pg *pg, const char *id);
 void coil__pg_pending_apply(coil__pg *pg);
 void coil__pg_pending_drop(coil__pg *pg);
-/* Node thread: takes every owned attempt away (the node lost its lease).
- * Returns them (malloc'd, the caller frees) with their count. */
+/* Node thread: takes every owned attempt away (the node lost its lease):
+ * each stays known as COIL__PG_TAKEN until its next write is refused
+ * (-ESTALE). Returns the ones taken now (malloc'd, the caller frees; NULL
+ * on ENOMEM) with their count. */
 coil__pg_owned *coil__pg_disown_all(coil__pg *pg, size_t *n);
 
 /* ------------------------------------------------------------------ pg_read.c */

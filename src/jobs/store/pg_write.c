@@ -93,14 +93,19 @@ void coil__pg_pending_apply(coil__pg *pg) {
 
 coil__pg_owned *coil__pg_disown_all(coil__pg *pg, size_t *n) {
     pthread_mutex_lock(&pg->owned_lock);
-    coil__pg_owned *all = pg->owned;
-    *n = pg->nowned;
-    pg->owned = NULL;
-    pg->nowned = pg->cap_owned = 0;
+    coil__pg_owned *gone = malloc((pg->nowned ? pg->nowned : 1) * sizeof *gone);
+    *n = 0;
+    /* Each entry stays, marked taken, until its outcome is refused: an
+     * attempt this node never had is another matter (-EINVAL). Without
+     * memory for the list they are marked all the same. */
+    for (size_t i = 0; i < pg->nowned; i++) {
+        if (pg->owned[i].token == COIL__PG_TAKEN) continue;
+        if (gone) gone[(*n)++] = pg->owned[i];
+        pg->owned[i].token = COIL__PG_TAKEN;
+    }
     pthread_mutex_unlock(&pg->owned_lock);
-    return all;
+    return gone;
 }
-
 /* ------------------------------------------------------------------ events */
 
 void coil__pg_event_from_row(const PGresult *r, int row, coil__job_event *ev) {
@@ -171,8 +176,13 @@ int coil__pg_notify(PGconn *c, int64_t node, const coil__job_event *events, size
  * or -EINVAL (not running), unless the job already holds this very
  * outcome (`done_states`, a bit per state, with our token): then 0 and
  * *state_out. Returns the transaction's rc. */
-static int classify_miss(PGconn *c, coil__store_req *r, const char *id, int64_t token,
+static int classify_miss(coil__pg *pg, coil__store_req *r, const char *id, int64_t token,
                          unsigned done_states, coil__job_state *state_out) {
+    if (token == COIL__PG_TAKEN) { /* rescued from this node: forget it with this write */
+        r->err = -ESTALE;
+        return coil__pg_disown_later(pg, id);
+    }
+    PGconn *c = pg->conn;
     const char *p[] = {id};
     int err;
     PGresult *res =
@@ -346,7 +356,7 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
 static int exec_start(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;
     int64_t token = coil__pg_token(pg, r->u.start.id);
-    if (!token) return classify_miss(pg->conn, r, r->u.start.id, 0, 0, NULL);
+    if (!token) return classify_miss(pg, r, r->u.start.id, 0, 0, NULL);
     coil__pg_num tok = coil__pg_n64(token);
     const char *p[] = {r->u.start.id, tok.s};
     int err;
@@ -357,7 +367,7 @@ static int exec_start(coil__store *s, coil__store_req *r) {
     bool ours = PQntuples(res) == 1;
     if (ours) r->u.start.attempts = (int)coil__pg_int(res, 0, 0);
     PQclear(res);
-    return ours ? 0 : classify_miss(pg->conn, r, r->u.start.id, token, 0, NULL);
+    return ours ? 0 : classify_miss(pg, r, r->u.start.id, token, 0, NULL);
 }
 
 static int exec_complete(coil__store *s, coil__store_req *r) {
@@ -384,7 +394,7 @@ static int exec_complete(coil__store *s, coil__store_req *r) {
     if (!res) return err;
     if (PQntuples(res) == 0) {
         PQclear(res);
-        return classify_miss(pg->conn, r, id, token, 1u << COIL__JOB_SUCCEEDED, NULL);
+        return classify_miss(pg, r, id, token, 1u << COIL__JOB_SUCCEEDED, NULL);
     }
     pg->txn_changed = true;
     note_row(s, res);
@@ -408,7 +418,7 @@ static int exec_fail(coil__store *s, coil__store_req *r) {
     if (PQntuples(res) == 0) {
         PQclear(res);
         unsigned done = 1u << COIL__JOB_FAILED | 1u << COIL__JOB_DEAD | 1u << COIL__JOB_CANCELLED;
-        return classify_miss(pg->conn, r, id, token, done, &r->u.fail.state);
+        return classify_miss(pg, r, id, token, done, &r->u.fail.state);
     }
     int attempts = (int)coil__pg_int(res, 0, 0), max = (int)coil__pg_int(res, 0, 1);
     int64_t base = coil__pg_int(res, 0, 2), cap = coil__pg_int(res, 0, 3);
@@ -498,7 +508,7 @@ static int exec_release(coil__store *s, coil__store_req *r) {
     if (!res) return err;
     if (PQntuples(res) == 0) {
         PQclear(res);
-        return classify_miss(pg->conn, r, id, token, 0, NULL);
+        return classify_miss(pg, r, id, token, 0, NULL);
     }
     pg->txn_changed = true;
     r->u.release.state = (coil__job_state)coil__pg_int(res, 0, 2);
@@ -600,7 +610,7 @@ int coil__pg_exec_progress(coil__store *s, const coil__progress *p, bool *change
     coil__pg *pg = s->impl;
     *changed = false;
     int64_t token = coil__pg_token(pg, p->id);
-    if (!token) return 0; /* not ours (any more): ignored, as for a job not running */
+    if (token <= 0) return 0; /* not ours (any more): ignored, as for a job not running */
     coil__pg_num tok = coil__pg_n64(token), pct = coil__pg_n64(p->percent), now = coil__pg_n64(coil__wall_ms());
     const char *q[] = {p->id, tok.s, pct.s, p->message, now.s};
     int err;
