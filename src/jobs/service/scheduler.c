@@ -324,12 +324,18 @@ static coil_result recorder_main(void *arg) {
         }
         if (!err) count_outcome(r, started.err == 0);
     } else if (storage_error(started.err)) {
-        /* Never started in the store, so it is still queued there: it runs
-         * again. Not at once, or a full store would make a busy loop. */
+        /* The start was not written: the job is given back, to run again,
+         * retried as an outcome is. On SQLite it is still queued and only
+         * held; on PostgreSQL the claim made it running under this node's
+         * token, and left so it would wait for a rescue that never comes
+         * while this node lives. Not at once, or a full store would make a
+         * busy loop. */
         atomic_fetch_add(&j->stats.store_errors, 1);
-        coil__log("jobs: cannot record the start of job %s: %s; it runs again later",
+        coil__log("jobs: cannot record the start of job %s: %s; it is given back to run again",
                   r->sj->rec->id, coil_strerror(started.err));
-        pause_for_store(j);
+        do pause_for_store(j);
+        while ((err = coil__store_release(j->store, r->sj->rec->id, NULL)) && storage_error(err) &&
+               !j->sched.stopping);
     }
     coil_scope_exit(&shield);
     if (err == -ESTALE) {
