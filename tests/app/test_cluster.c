@@ -470,3 +470,116 @@ TEST(a_database_restart_under_load_loses_nothing) {
     rmdir(state);
     free(url);
 }
+
+/* ------------------------------------------------------------------ one API on every node */
+
+enum { ID_CLIENTS = 16, IDS_EACH = 25 };
+
+typedef struct {
+    int ports[2];
+    long long ids[IDS_EACH];
+    pthread_t tid;
+} id_taker;
+
+/* Takes IDS_EACH ids, alternating between the two nodes. */
+static void *take_ids(void *arg) {
+    id_taker *t = arg;
+    for (int i = 0; i < IDS_EACH; i++) {
+        serve_reply r;
+        serve_http(t->ports[i % 2], "GET", "/ids/next", NULL, NULL, &r);
+        ASSERT_EQ(r.status, 200);
+        json_t *doc = serve_json(&r);
+        t->ids[i] = json_integer_value(json_object_get(doc, "id"));
+        json_decref(doc);
+        serve_reply_free(&r);
+    }
+    return NULL;
+}
+
+typedef struct {
+    int port;
+    char id[40];
+    int status;
+    bool duplicate;
+    pthread_t tid;
+} dup_poster;
+
+static void *post_duplicate(void *arg) {
+    dup_poster *d = arg;
+    serve_reply r;
+    serve_http(d->port, "POST", "/jobs/demo.noop", "Idempotency-Key: order-42\r\n", "{}", &r);
+    d->status = r.status;
+    json_t *doc = serve_json(&r);
+    snprintf(d->id, sizeof d->id, "%s", json_string_value(json_object_get(doc, "id")));
+    d->duplicate = json_is_true(json_object_get(doc, "duplicate"));
+    json_decref(doc);
+    serve_reply_free(&r);
+    return NULL;
+}
+
+static int cmp_ll(const void *a, const void *b) {
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Two serve nodes and a worker node: /ids/next from 16 clients across both
+ * nodes is 1..400, each once; one Idempotency-Key posted at both nodes at
+ * once makes one job; a job run on the worker node streams its progress
+ * to GET /jobs/{id}/events on a serve node. */
+TEST(every_node_serves_one_api) {
+    char *url = fx_tmpdir();
+    serve_proc s1, s2, w;
+    start_node(&s1, "serve", url, "0");
+    start_node(&s2, "serve", url, "0");
+    start_node(&w, "worker", url, "1");
+    static id_taker t[ID_CLIENTS];
+    for (int i = 0; i < ID_CLIENTS; i++) {
+        t[i].ports[0] = i % 2 ? s1.port : s2.port;
+        t[i].ports[1] = i % 2 ? s2.port : s1.port;
+        ASSERT_EQ(pthread_create(&t[i].tid, NULL, take_ids, &t[i]), 0);
+    }
+    for (int i = 0; i < ID_CLIENTS; i++) ASSERT_EQ(pthread_join(t[i].tid, NULL), 0);
+    static long long all[ID_CLIENTS * IDS_EACH];
+    for (int i = 0; i < ID_CLIENTS; i++) memcpy(all + i * IDS_EACH, t[i].ids, sizeof t[i].ids);
+    qsort(all, ID_CLIENTS * IDS_EACH, sizeof *all, cmp_ll);
+    for (int i = 0; i < ID_CLIENTS * IDS_EACH; i++) ASSERT_EQ(all[i], i + 1); /* none repeated or skipped */
+
+    /* Concurrent duplicates at two nodes: one job, one id, one "new". */
+    enum { DUPS = 8 };
+    static dup_poster d[DUPS];
+    for (int i = 0; i < DUPS; i++) {
+        d[i].port = i % 2 ? s1.port : s2.port;
+        ASSERT_EQ(pthread_create(&d[i].tid, NULL, post_duplicate, &d[i]), 0);
+    }
+    int fresh = 0;
+    for (int i = 0; i < DUPS; i++) {
+        ASSERT_EQ(pthread_join(d[i].tid, NULL), 0);
+        ASSERT(d[i].status == 202 || d[i].status == 200);
+        ASSERT_STR_EQ(d[i].id, d[0].id);
+        fresh += !d[i].duplicate;
+    }
+    ASSERT_EQ(fresh, 1);
+    ASSERT_EQ(fx_pg_sql(url, "SELECT count(*) FROM coil_jobs WHERE idem_key = 'order-42'"), 1);
+
+    /* Events made on the worker node, streamed by a serve node. */
+    char id[40], path[96];
+    post_job(s2.port, "demo.sleep", "{\"ms\":600}", id);
+    snprintf(path, sizeof path, "/jobs/%s/events", id);
+    serve_reply r;
+    ASSERT_EQ(serve_try_http_for(s1.port, "GET", path, NULL, NULL, 30000, &r), 0);
+    ASSERT_EQ(r.status, 200);
+    ASSERT(strstr(r.body, "event: progress") != NULL);
+    ASSERT(strstr(r.body, "\"running\"") != NULL);
+    const char *last = strstr(r.body, "event: status"), *next;
+    while (last && (next = strstr(last + 1, "event: status"))) last = next;
+    if (!last || !strstr(last, "\"succeeded\"")) fprintf(stderr, "events: %s\n", r.body);
+    ASSERT(last && strstr(last, "\"succeeded\"") != NULL); /* it ends with the final state */
+    serve_reply_free(&r);
+    serve_stop(&s1);
+    serve_stop(&s2);
+    serve_stop(&w);
+    serve_cleanup(&s1);
+    serve_cleanup(&s2);
+    serve_cleanup(&w);
+    fx_rmtree(url);
+}
