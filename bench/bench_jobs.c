@@ -89,10 +89,10 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
+#include "bench/bench_jobs_http.h"
 #include "bench/bench_serve.h"
 
 enum {
-    CLIENTS = 64,          /* keep-alive connections enqueuing at once */
     JOBS = 20000,          /* per throughput run */
     JOB_WORKERS = 2,
     CRASH_RUNS = 20,
@@ -100,12 +100,9 @@ enum {
     HEALTH_PAUSE_US = 1000, /* between one /health answer and the next request */
     CPU_JOB_MS = 2000,     /* each demo.cpu job of the health run */
     CPU_JOBS = 10,         /* 2 workers x 5 jobs x 2 s: ~10 s of load */
-    RUN_TIMEOUT_S = 90,    /* for any one run to finish */
     EVENT_TIMEOUT_S = 10,  /* for a job to start, or its crash to be seen */
-    POLL_MS = 2,           /* between two looks at the jobs lists */
     ROUNDS = 3,            /* throughput runs of coil and beanstalkd, alternating */
     QUICK_DIVISOR = 4,
-    BODY_CAP = 8192,
 };
 
 static const char *python = "/usr/bin/python3";
@@ -121,50 +118,13 @@ typedef struct jobs_cfg {
     char anchors_dir[PATH_MAX];
 } jobs_cfg;
 
-/* The values of one figure over the rounds that measured it. */
-typedef struct samples {
-    double v[ROUNDS];
-    int n;
-} samples;
-
 /* Everything measured; 0 where not. */
 typedef struct jobs_figures {
-    samples enqueue, end_to_end, process;          /* coil, per round */
-    samples bs_enqueue, bs_process, bs_end_to_end; /* beanstalkd, per round */
+    coil_bench_samples enqueue, end_to_end, process;          /* coil, per round */
+    coil_bench_samples bs_enqueue, bs_process, bs_end_to_end; /* beanstalkd, per round */
     double crash_p50_ms, crash_max_ms;
     coil_bench_latency idle, load;
 } jobs_figures;
-
-static void add_sample(samples *s, double v) {
-    if (v > 0 && s->n < ROUNDS) s->v[s->n++] = v;
-}
-
-/* The median of the rounds, or 0 if none measured the figure. */
-static double median(const samples *s) {
-    double v[ROUNDS];
-    memcpy(v, s->v, sizeof v);
-    qsort(v, (size_t)s->n, sizeof *v, coil_bench_cmp_double);
-    if (s->n == 0) return 0;
-    return s->n % 2 ? v[s->n / 2] : (v[s->n / 2 - 1] + v[s->n / 2]) / 2;
-}
-
-static long long wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void figure(const char *name, double v, const char *unit) {
-    printf(v >= 100 ? "%s %.0f %s\n" : "%s %.3f %s\n", name, v, unit);
-    fflush(stdout);
-}
-
-/* Prints "name ratio x" where both figures exist. */
-static void ratio(const char *name, double coil, double anchor, bool higher_better) {
-    if (coil <= 0 || anchor <= 0) return;
-    printf("%s %.2f x\n", name, higher_better ? coil / anchor : anchor / coil);
-    fflush(stdout);
-}
 
 /* ------------------------------------------------------------------ the server */
 
@@ -193,235 +153,6 @@ static bool start_coil(const jobs_cfg *b, coil_bench_server *srv, const char *ta
     return false;
 }
 
-/* The JSON document of a response body, or NULL. */
-static json_t *parse_json(const char *body) { return json_loads(body, 0, NULL); }
-
-/* `method` `path` with a JSON `body` (or NULL); the response's JSON
- * document (new reference) into *doc when it parses. Returns the status,
- * or -1. */
-static int request_json(coil_bench_conn *c, const char *method, const char *path,
-                        const char *body, json_t **doc) {
-    char out[BODY_CAP];
-    int status = coil_bench_conn_request(c, method, path, NULL, body, out, sizeof out);
-    *doc = status > 0 ? parse_json(out) : NULL;
-    return status;
-}
-
-/* POST /jobs/KIND?QUERY with `body`; the new job's id into id[33].
- * Returns false after saying why. */
-static bool enqueue_one(coil_bench_conn *c, const char *kind, const char *query,
-                        const char *body, char *id) {
-    char path[256];
-    snprintf(path, sizeof path, "/jobs/%s%s%s", kind, query ? "?" : "", query ? query : "");
-    json_t *doc;
-    int status = request_json(c, "POST", path, body, &doc);
-    const char *s = doc ? json_string_value(json_object_get(doc, "id")) : NULL;
-    bool ok = status == 202 && s && strlen(s) < 33;
-    if (ok) snprintf(id, 33, "%s", s);
-    else fprintf(stderr, "coil bench: POST %s answered %d\n", path, status);
-    json_decref(doc);
-    return ok;
-}
-
-/* DELETE /jobs/ID, whatever the job's state. A keep-alive connection idle
- * past the server's idle timeout is closed by then: the failed request
- * closes ours, and a second try opens a new one. A cancel that does not
- * land would leave the job to be retried, taking a worker from the next
- * round. */
-static void cancel_one(coil_bench_conn *c, const char *id) {
-    char path[64];
-    snprintf(path, sizeof path, "/jobs/%.32s", id);
-    for (int tries = 0; tries < 2; tries++)
-        if (coil_bench_conn_request(c, "DELETE", path, NULL, NULL, NULL, 0) > 0) return;
-    fprintf(stderr, "coil bench: DELETE %s failed\n", path);
-}
-
-/* Whether any job is in `state`: 1, 0, or -1 if the list cannot be had. */
-static int any_in_state(coil_bench_conn *c, const char *state) {
-    char path[64];
-    snprintf(path, sizeof path, "/jobs?state=%s&limit=1", state);
-    json_t *doc;
-    int status = request_json(c, "GET", path, NULL, &doc);
-    json_t *jobs = doc ? json_object_get(doc, "jobs") : NULL;
-    int n = status == 200 && json_is_array(jobs) ? (json_array_size(jobs) > 0) : -1;
-    json_decref(doc);
-    return n;
-}
-
-/* Polls the jobs lists until no job is queued (which includes delayed
- * jobs), running or failed (waiting for a retry); the moment that was
- * seen goes to *t_done. Returns false on an error or after `timeout_s`. */
-static bool wait_all_finished(uint16_t port, int timeout_s, double *t_done) {
-    static const char *const unfinished[] = {"queued", "running", "failed"};
-    coil_bench_conn c = {.port = port, .fd = -1};
-    double deadline = coil_bench_now_s() + timeout_s;
-    bool done = false;
-    while (!done && coil_bench_now_s() < deadline) {
-        done = true;
-        for (size_t i = 0; i < sizeof unfinished / sizeof *unfinished && done; i++) {
-            int any = any_in_state(&c, unfinished[i]);
-            if (any < 0) {
-                fprintf(stderr, "coil bench: GET /jobs?state=%s failed\n", unfinished[i]);
-                coil_bench_conn_close(&c);
-                return false;
-            }
-            done = !any;
-        }
-        if (done) *t_done = coil_bench_now_s();
-        else coil_bench_sleep_ms(POLL_MS);
-    }
-    coil_bench_conn_close(&c);
-    if (!done) fprintf(stderr, "coil bench: jobs still unfinished after %d s\n", timeout_s);
-    return done;
-}
-
-/* After a run: whether every job has succeeded (none is in any other
- * state). Says which state is not empty if not. */
-static bool all_succeeded(uint16_t port) {
-    static const char *const others[] = {"queued", "running", "failed", "dead", "cancelled"};
-    coil_bench_conn c = {.port = port, .fd = -1};
-    bool ok = true;
-    for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
-        if (any_in_state(&c, others[i]) != 0) {
-            fprintf(stderr, "coil bench: after the run, some job is %s\n", others[i]);
-            ok = false;
-        }
-    }
-    coil_bench_conn_close(&c);
-    return ok;
-}
-
-/* ------------------------------------------------------------------ enqueuing at once */
-
-/* One of the enqueuing connections. */
-typedef struct client {
-    int fd;                    /* -1 when closed */
-    bool waiting;              /* a request is out, its answer not yet in */
-    size_t len;                /* bytes in buf */
-    char buf[2048];            /* the answer so far, NUL-terminated */
-} client;
-
-/* A run of POST /jobs/demo.noop over CLIENTS connections. */
-typedef struct burst {
-    uint16_t port;
-    int total;                 /* jobs to enqueue */
-    long long due_wall_ms;     /* > 0: every job asks to run at this wall-clock ms */
-    int sent;                  /* requests sent */
-    int accepted;              /* answered 202 */
-    int refused;               /* answered otherwise, or lost with a connection */
-    int first_refusal;         /* the status of the first refusal (-1: a broken connection) */
-    double t_first, t_last;    /* first request sent, last 202 in (monotonic s) */
-} burst;
-
-static bool client_send(burst *b, client *c) {
-    char path[128], req[512];
-    if (b->due_wall_ms > 0) {
-        long long delay = b->due_wall_ms - wall_ms();
-        snprintf(path, sizeof path, "/jobs/demo.noop?delay_ms=%lld", delay > 0 ? delay : 0);
-    } else {
-        snprintf(path, sizeof path, "/jobs/demo.noop");
-    }
-    int n = snprintf(req, sizeof req,
-                     "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     "Content-Length: 2\r\n\r\n{}",
-                     path);
-    if (!coil_bench_send_all(c->fd, req, (size_t)n)) return false;
-    b->sent++;
-    c->waiting = true;
-    return true;
-}
-
-/* Takes one whole answer out of c->buf: 1 with its status, 0 if more
- * bytes are needed, -1 if it is malformed (or chunked: coil frames its
- * JSON answers with a Content-Length). */
-static int client_take(client *c, int *status) {
-    char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
-    if (!end) return c->len == sizeof c->buf - 1 ? -1 : 0;
-    size_t head = (size_t)(end - c->buf) + 4;
-    long body = coil_bench_header_long(c->buf, "Content-Length");
-    if (sscanf(c->buf, "HTTP/1.%*d %d", status) != 1 || body < 0 ||
-        head + (size_t)body >= sizeof c->buf)
-        return -1;
-    if (c->len < head + (size_t)body) return 0;
-    size_t used = head + (size_t)body;
-    memmove(c->buf, c->buf + used, c->len - used + 1);
-    c->len -= used;
-    return 1;
-}
-
-static void client_close(burst *b, client *c) {
-    if (c->waiting) {
-        b->refused++;
-        if (!b->first_refusal) b->first_refusal = -1;
-    }
-    if (c->fd >= 0) close(c->fd);
-    c->fd = -1;
-    c->waiting = false;
-}
-
-/* Reads what arrived on c and answers each response with the next request. */
-static void client_ready(burst *b, client *c) {
-    ssize_t r = recv(c->fd, c->buf + c->len, sizeof c->buf - 1 - c->len, 0);
-    if (r <= 0) {
-        if (r < 0 && errno == EINTR) return;
-        client_close(b, c);
-        return;
-    }
-    c->len += (size_t)r;
-    c->buf[c->len] = '\0';
-    int status, got;
-    while ((got = client_take(c, &status)) > 0) {
-        c->waiting = false;
-        if (status == 202) {
-            b->accepted++;
-            b->t_last = coil_bench_now_s();
-        } else {
-            b->refused++;
-            if (!b->first_refusal) b->first_refusal = status;
-        }
-        if (b->sent < b->total && !client_send(b, c)) {
-            client_close(b, c);
-            return;
-        }
-    }
-    if (got < 0) client_close(b, c);
-}
-
-/* Runs the burst: CLIENTS connections, one request out on each at a time,
- * all driven by this thread with poll(2). Returns true if every job was
- * accepted. */
-static bool run_burst(burst *b) {
-    client *cl = calloc(CLIENTS, sizeof *cl);
-    struct pollfd pf[CLIENTS];
-    if (!cl) return false;
-    for (int i = 0; i < CLIENTS; i++) cl[i].fd = coil_bench_connect(b->port);
-    b->t_first = coil_bench_now_s();
-    for (int i = 0; i < CLIENTS && b->sent < b->total; i++)
-        if (cl[i].fd >= 0 && !client_send(b, &cl[i])) client_close(b, &cl[i]);
-    double deadline = b->t_first + RUN_TIMEOUT_S;
-    for (;;) {
-        int out = 0;
-        for (int i = 0; i < CLIENTS; i++) {
-            pf[i] = (struct pollfd){.fd = cl[i].waiting ? cl[i].fd : -1, .events = POLLIN};
-            out += cl[i].waiting;
-        }
-        if (!out) break;
-        if (coil_bench_now_s() > deadline) {
-            fprintf(stderr, "coil bench: enqueuing took more than %d s\n", RUN_TIMEOUT_S);
-            break;
-        }
-        if (poll(pf, CLIENTS, 1000) < 0 && errno != EINTR) break;
-        for (int i = 0; i < CLIENTS; i++)
-            if (pf[i].fd >= 0 && pf[i].revents) client_ready(b, &cl[i]);
-    }
-    for (int i = 0; i < CLIENTS; i++) client_close(b, &cl[i]);
-    free(cl);
-    if (b->refused || b->accepted < b->total)
-        fprintf(stderr, "coil bench: %d of %d jobs accepted; %d refused (first: %d)\n",
-                b->accepted, b->total, b->refused, b->first_refusal);
-    return b->accepted == b->total;
-}
-
 /* ------------------------------------------------------------------ throughput */
 
 /* One round: enqueue rate and end to end on a fresh server; then the
@@ -431,11 +162,12 @@ static void throughput_round(const jobs_cfg *b, jobs_figures *f, int round) {
     char tag[32];
     snprintf(tag, sizeof tag, "throughput-%d", round);
     if (!start_coil(b, &srv, tag)) return;
-    burst run = {.port = srv.port, .total = b->jobs};
+    coil_bench_burst run = {.port = srv.port, .total = b->jobs};
     double t_done, enqueue = 0, end_to_end = 0, process = 0;
-    if (run_burst(&run)) {
+    if (coil_bench_run_burst(&run)) {
         enqueue = run.total / (run.t_last - run.t_first);
-        if (wait_all_finished(srv.port, RUN_TIMEOUT_S, &t_done) && all_succeeded(srv.port))
+        if (coil_bench_wait_all_finished(srv.port, COIL_BENCH_RUN_TIMEOUT_S, &t_done) &&
+            coil_bench_all_succeeded(srv.port))
             end_to_end = run.total / (t_done - run.t_first);
     }
     if (end_to_end > 0) {
@@ -443,24 +175,25 @@ static void throughput_round(const jobs_cfg *b, jobs_figures *f, int round) {
          * long as above; half as long again, plus a second, for safety. */
         double enqueue_s = run.t_last - run.t_first;
         long long lead_ms = (long long)(enqueue_s * 1500) + 1000;
-        burst backlog = {.port = srv.port, .total = b->jobs, .due_wall_ms = wall_ms() + lead_ms};
+        coil_bench_burst backlog = {
+            .port = srv.port, .total = b->jobs, .due_wall_ms = coil_bench_wall_ms() + lead_ms};
         double t_due = coil_bench_now_s() + (double)lead_ms / 1000;
-        bool in_time = run_burst(&backlog) && coil_bench_now_s() < t_due;
+        bool in_time = coil_bench_run_burst(&backlog) && coil_bench_now_s() < t_due;
         if (backlog.accepted == backlog.total && !in_time)
             fprintf(stderr, "coil bench: the backlog was not in before it was due; "
                             "jobs_process_rate skipped\n");
-        int timeout_s = RUN_TIMEOUT_S + (int)(lead_ms / 1000);
-        if (in_time && wait_all_finished(srv.port, timeout_s, &t_done) &&
-            all_succeeded(srv.port)) {
+        int timeout_s = COIL_BENCH_RUN_TIMEOUT_S + (int)(lead_ms / 1000);
+        if (in_time && coil_bench_wait_all_finished(srv.port, timeout_s, &t_done) &&
+            coil_bench_all_succeeded(srv.port)) {
             process = backlog.total / (t_done - t_due);
         }
     }
     coil_bench_server_stop(&srv);
     fprintf(stderr, "coil bench:   round %d: coil enqueue %.0f, end to end %.0f, backlog %.0f "
                     "jobs/s\n", round, enqueue, end_to_end, process);
-    add_sample(&f->enqueue, enqueue);
-    add_sample(&f->end_to_end, end_to_end);
-    add_sample(&f->process, process);
+    coil_bench_add_sample(&f->enqueue, enqueue);
+    coil_bench_add_sample(&f->end_to_end, end_to_end);
+    coil_bench_add_sample(&f->process, process);
 }
 
 /* ------------------------------------------------------------------ an event stream */
@@ -572,7 +305,7 @@ static int sse_next(sse *s, char *event, size_t cap, json_t **doc) {
         }
     }
     data[dlen < sizeof data ? dlen : sizeof data - 1] = '\0';
-    *doc = parse_json(data);
+    *doc = json_loads(data, 0, NULL);
     size_t used = (size_t)(end - s->data) + 2;
     memmove(s->data, s->data + used, s->data_len - used + 1);
     s->data_len -= used;
@@ -594,8 +327,8 @@ typedef struct sleeper {
 
 static bool sleeper_start(coil_bench_conn *c, sleeper *s) {
     *s = (sleeper){.events = {.fd = -1}};
-    return enqueue_one(c, "demo.sleep", "max_attempts=100&backoff_ms=60000", "{\"ms\":60000}",
-                       s->id) &&
+    return coil_bench_enqueue_one(c, "demo.sleep", "max_attempts=100&backoff_ms=60000",
+                                  "{\"ms\":60000}", s->id) &&
            sse_open(&s->events, c->port, s->id);
 }
 
@@ -704,7 +437,7 @@ static int worker_pids(pid_t server, pid_t *pids, int cap) {
  * event streams may tell otherwise) and the server's counters, to explain
  * a failure. */
 static void show_state(coil_bench_conn *c, const sleeper sl[2]) {
-    char out[BODY_CAP], path[64];
+    char out[COIL_BENCH_BODY_CAP], path[64];
     coil_bench_conn_close(c); /* it may have been idle longer than the server keeps it */
     for (int i = 0; i < 2; i++) {
         snprintf(path, sizeof path, "/jobs/%.32s", sl[i].id);
@@ -743,7 +476,7 @@ static double crash_round(coil_bench_conn *c, pid_t server, sleeper sl[2], int r
     }
     int i = sl[0].left ? 0 : 1;
     double ms = (sl[i].left_at - t_kill) * 1000;
-    cancel_one(c, sl[i].id);
+    coil_bench_cancel_one(c, sl[i].id);
     sse_close(&sl[i].events);
     return sleeper_start(c, &sl[i]) ? ms : -1;
 }
@@ -764,7 +497,7 @@ static void crash_runs(const jobs_cfg *b, jobs_figures *f) {
     }
     coil_bench_conn_close(&c); /* it may have been idle longer than the server keeps it */
     for (int i = 0; i < 2; i++) {
-        if (sl[i].id[0]) cancel_one(&c, sl[i].id);
+        if (sl[i].id[0]) coil_bench_cancel_one(&c, sl[i].id);
         sse_close(&sl[i].events);
     }
     coil_bench_conn_close(&c);
@@ -773,8 +506,8 @@ static void crash_runs(const jobs_cfg *b, jobs_figures *f) {
         qsort(ms, (size_t)done, sizeof *ms, coil_bench_cmp_double);
         f->crash_p50_ms = done % 2 ? ms[done / 2] : (ms[done / 2 - 1] + ms[done / 2]) / 2;
         f->crash_max_ms = ms[done - 1];
-        figure("jobs_crash_detect_ms", f->crash_p50_ms, "ms");
-        figure("jobs_crash_detect_max_ms", f->crash_max_ms, "ms");
+        coil_bench_figure("jobs_crash_detect_ms", f->crash_p50_ms, "ms");
+        coil_bench_figure("jobs_crash_detect_max_ms", f->crash_max_ms, "ms");
     }
     free(ms);
 }
@@ -806,11 +539,11 @@ static long long cpu_ticks(const pid_t *pids, int n) {
 static void print_latency(const char *what, const coil_bench_latency *l) {
     char name[64];
     snprintf(name, sizeof name, "health_p50_%s", what);
-    figure(name, l->p50, "ms");
+    coil_bench_figure(name, l->p50, "ms");
     snprintf(name, sizeof name, "health_p99_%s", what);
-    figure(name, l->p99, "ms");
+    coil_bench_figure(name, l->p99, "ms");
     snprintf(name, sizeof name, "health_max_%s", what);
-    figure(name, l->max, "ms");
+    coil_bench_figure(name, l->max, "ms");
 }
 
 static void health_runs(const jobs_cfg *b, jobs_figures *f) {
@@ -826,7 +559,7 @@ static void health_runs(const jobs_cfg *b, jobs_figures *f) {
     char body[32];
     snprintf(body, sizeof body, "{\"ms\":%d}", CPU_JOB_MS);
     int n = 0;
-    while (n < CPU_JOBS && enqueue_one(&c, "demo.cpu", NULL, body, ids[n])) n++;
+    while (n < CPU_JOBS && coil_bench_enqueue_one(&c, "demo.cpu", NULL, body, ids[n])) n++;
     if (n == CPU_JOBS) {
         coil_bench_sleep_ms(500); /* both workers are into their first job */
         pid_t pids[JOB_WORKERS + 2];
@@ -842,11 +575,11 @@ static void health_runs(const jobs_cfg *b, jobs_figures *f) {
         if (ok) print_latency("under_cpu_load", &f->load);
     }
     coil_bench_conn_close(&c);
-    for (int i = 0; i < n; i++) cancel_one(&c, ids[i]);
+    for (int i = 0; i < n; i++) coil_bench_cancel_one(&c, ids[i]);
     coil_bench_conn_close(&c);
     coil_bench_server_stop(&srv);
     if (f->load.p99 > 0 && f->idle.p99 > 0)
-        ratio("health_p99_under_cpu_load_vs_idle", f->load.p99, f->idle.p99, false);
+        coil_bench_ratio("health_p99_under_cpu_load_vs_idle", f->load.p99, f->idle.p99, false);
 }
 
 /* ------------------------------------------------------------------ beanstalkd */
@@ -897,7 +630,7 @@ static void beanstalkd_round(const jobs_cfg *b, jobs_figures *f, int round) {
         return;
     char *run[] = {(char *)python, script, port, n, NULL};
     char out[4096];
-    int rc = coil_bench_run_capture(run, RUN_TIMEOUT_S * 2, b->tmp, out, sizeof out);
+    int rc = coil_bench_run_capture(run, COIL_BENCH_RUN_TIMEOUT_S * 2, b->tmp, out, sizeof out);
     coil_bench_server_stop(&srv);
     double enqueue = anchor_value(out, "enqueue_per_s ");
     double process = anchor_value(out, "process_per_s ");
@@ -908,16 +641,16 @@ static void beanstalkd_round(const jobs_cfg *b, jobs_figures *f, int round) {
     }
     fprintf(stderr, "coil bench:   round %d: beanstalkd enqueue %.0f, end to end %.0f, "
                     "process %.0f jobs/s\n", round, enqueue, end_to_end, process);
-    add_sample(&f->bs_enqueue, enqueue);
-    add_sample(&f->bs_process, process);
-    add_sample(&f->bs_end_to_end, end_to_end);
+    coil_bench_add_sample(&f->bs_enqueue, enqueue);
+    coil_bench_add_sample(&f->bs_process, process);
+    coil_bench_add_sample(&f->bs_end_to_end, end_to_end);
 }
 
 /* ------------------------------------------------------------------ the rounds */
 
 /* Prints the median of a figure, if it was measured. */
-static void median_figure(const char *name, const samples *s, const char *unit) {
-    if (s->n) figure(name, median(s), unit);
+static void median_figure(const char *name, const coil_bench_samples *s, const char *unit) {
+    if (s->n) coil_bench_figure(name, coil_bench_median(s), unit);
 }
 
 /* ROUNDS rounds of coil's throughput runs and beanstalkd's, alternating so
@@ -982,10 +715,12 @@ int coil_bench_jobs(int argc, char **argv) {
     throughput_rounds(&b, &f);
     crash_runs(&b, &f);
     health_runs(&b, &f);
-    ratio("jobs_enqueue_rate_vs_beanstalkd", median(&f.enqueue), median(&f.bs_enqueue), true);
-    ratio("jobs_process_rate_vs_beanstalkd", median(&f.process), median(&f.bs_process), true);
-    ratio("jobs_end_to_end_vs_beanstalkd", median(&f.end_to_end), median(&f.bs_end_to_end),
-          true);
+    coil_bench_ratio("jobs_enqueue_rate_vs_beanstalkd", coil_bench_median(&f.enqueue),
+                     coil_bench_median(&f.bs_enqueue), true);
+    coil_bench_ratio("jobs_process_rate_vs_beanstalkd", coil_bench_median(&f.process),
+                     coil_bench_median(&f.bs_process), true);
+    coil_bench_ratio("jobs_end_to_end_vs_beanstalkd", coil_bench_median(&f.end_to_end),
+                     coil_bench_median(&f.bs_end_to_end), true);
     coil_bench_remove_tree(b.tmp);
     coil_bench_trap_signals(false);
     return f.enqueue.n && f.end_to_end.n && f.crash_p50_ms > 0 && f.load.p99 > 0 ? 0 : 1;

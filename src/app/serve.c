@@ -76,7 +76,9 @@ typedef struct serve_opts {
 } serve_opts;
 
 /* The command, for its messages. */
-static const char *cmd_name(const serve_opts *o) { return o->worker ? "coil worker" : "coil serve"; }
+static const char *cmd_name(const serve_opts *o) {
+    return o->worker ? "coil worker" : "coil serve";
+}
 
 static void usage(FILE *out) {
     fprintf(out,

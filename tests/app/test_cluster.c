@@ -244,7 +244,8 @@ TEST(killed_workers_jobs_run_again_within_lease_and_a_second) {
     fprintf(stderr, "cluster: rescued and running again %.0f ms after the SIGKILL\n",
             (double)took / 1e6);
     ASSERT_LE(took, COIL_SEC(6));
-    ASSERT_EQ(fx_pg_sql(url, "SELECT count(*) FROM coil_jobs WHERE error_msg LIKE 'node lost%'"), 1);
+    ASSERT_EQ(fx_pg_sql(url, "SELECT count(*) FROM coil_jobs WHERE error_msg LIKE 'node lost%'"),
+              1);
     serve_stop(&s);
     serve_stop(&w2);
     serve_cleanup(&s);
@@ -359,7 +360,7 @@ static void *enqueue_client(void *arg) {
         pthread_mutex_unlock(&l->lock);
         json_decref(doc);
         serve_reply_free(&r);
-        if (!err && r.status == 503) usleep(20 * 1000); /* a client that honours Retry-After, sooner */
+        if (!err && r.status == 503) usleep(20 * 1000); /* honours Retry-After, but sooner */
     }
     return NULL;
 }
@@ -542,7 +543,8 @@ TEST(every_node_serves_one_api) {
     static long long all[ID_CLIENTS * IDS_EACH];
     for (int i = 0; i < ID_CLIENTS; i++) memcpy(all + i * IDS_EACH, t[i].ids, sizeof t[i].ids);
     qsort(all, ID_CLIENTS * IDS_EACH, sizeof *all, cmp_ll);
-    for (int i = 0; i < ID_CLIENTS * IDS_EACH; i++) ASSERT_EQ(all[i], i + 1); /* none repeated or skipped */
+    for (int i = 0; i < ID_CLIENTS * IDS_EACH; i++)
+        ASSERT_EQ(all[i], i + 1); /* none repeated, none skipped */
 
     /* Concurrent duplicates at two nodes: one job, one id, one "new". */
     enum { DUPS = 8 };
