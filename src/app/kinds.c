@@ -17,6 +17,7 @@
 const app_kind coil_app_kinds[] = {
     {"report.pdf", false, coil_app_validate_report},
     {"demo.noop", false, coil_app_validate_object},
+    {"demo.stamp", false, coil_app_validate_object},
     {"demo.sleep", false, coil_app_validate_ms},
     {"demo.cpu", false, coil_app_validate_ms},
     {"demo.crash", true, coil_app_validate_object},

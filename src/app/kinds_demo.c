@@ -3,6 +3,9 @@
  * in worker processes as plain blocking C.
  *
  *   demo.noop    payload: any JSON object. Result: {} (application/json).
+ *   demo.stamp   payload: any JSON object. Result: {"started_us": T}, T the
+ *                wall clock (CLOCK_REALTIME, microseconds) when the handler
+ *                began: benchmarks read when each job reached a worker.
  *   demo.sleep   payload: {"ms": integer 0..600000}. Sleeps that long in
  *                steps of at most 10 ms, stopping with -ECANCELED as soon as
  *                the job is cancelled. Progress: 0, then every 10%, then 100.
@@ -138,6 +141,20 @@ static int demo_noop(const void *payload, size_t len, coil_job_ctx *ctx) {
     return coil_job_set_result(ctx, JSON_EMPTY, sizeof JSON_EMPTY - 1, JSON_TYPE);
 }
 COIL_JOB_HANDLER("demo.noop", demo_noop)
+
+static int demo_stamp(const void *payload, size_t len, coil_job_ctx *ctx) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    void *doc;
+    int err = coil_app_parse_payload(payload, len, ctx, coil_app_validate_object, &doc);
+    if (err) return err;
+    json_decref(doc);
+    char out[64];
+    int n = snprintf(out, sizeof out, "{\"started_us\":%lld}",
+                     (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+    return coil_job_set_result(ctx, out, (size_t)n, JSON_TYPE);
+}
+COIL_JOB_HANDLER("demo.stamp", demo_stamp)
 
 static int demo_sleep(const void *payload, size_t len, coil_job_ctx *ctx) {
     int64_t start, end;

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ helpers */
@@ -147,10 +148,10 @@ static long info_field(const char *info, const char *key) {
 static int never(const void *payload, size_t len, coil_job_ctx *ctx) { return 0; }
 
 TEST(every_kind_is_found_and_registered) {
-    const char *safe[] = {"report.pdf", "demo.noop", "demo.sleep", "demo.cpu"};
+    const char *safe[] = {"report.pdf", "demo.noop", "demo.stamp", "demo.sleep", "demo.cpu"};
     const char *unsafe[] = {"demo.crash", "demo.append"};
-    ASSERT_EQ(coil_app_nkinds, 6);
-    for (size_t i = 0; i < 4; i++) ASSERT(!coil_app_kind_find(safe[i])->unsafe);
+    ASSERT_EQ(coil_app_nkinds, 7);
+    for (size_t i = 0; i < 5; i++) ASSERT(!coil_app_kind_find(safe[i])->unsafe);
     for (size_t i = 0; i < 2; i++) ASSERT(coil_app_kind_find(unsafe[i])->unsafe);
     for (size_t i = 0; i < coil_app_nkinds; i++) {
         const app_kind *k = &coil_app_kinds[i];
@@ -183,6 +184,32 @@ static coil_result noop_main(void *arg) {
 }
 
 TEST(noop_returns_an_empty_object) { RUN_MAIN(noop_main, NULL); }
+
+/* ------------------------------------------------------------------ demo.stamp */
+
+static coil_result stamp_main(void *arg) {
+    coil_pool *p = start_pool(1);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long before = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    coil_job_outcome out;
+    ASSERT_EQ(run(p, "demo.stamp", "{}", NULL, &out), 0);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long after = (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    ASSERT_STR_EQ(out.content_type, "application/json");
+    json_t *doc = json_loadb(out.result, out.result_len, 0, NULL);
+    ASSERT(doc != NULL);
+    long long at = json_integer_value(json_object_get(doc, "started_us"));
+    ASSERT_GE(at, before); /* the handler's own clock, read while it ran */
+    ASSERT_LE(at, after);
+    json_decref(doc);
+    coil_job_outcome_free(&out);
+    assert_rejected(p, "demo.stamp", "[1]", "object");
+    ASSERT_EQ(coil_pool_stop(p, COIL_POOL_DRAIN), 0);
+    return coil_ok(NULL);
+}
+
+TEST(stamp_returns_when_its_handler_began) { RUN_MAIN(stamp_main, NULL); }
 
 /* ------------------------------------------------------------------ demo.sleep */
 
