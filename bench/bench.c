@@ -13,7 +13,7 @@ int coil_cmd_bench(int argc, char **argv) {
                         "       coil bench http [--quick] [--no-anchors]\n"
                         "       coil bench store [--quick] [--dir DIR]\n"
                         "       coil bench pool [--quick]\n"
-                        "       coil bench jobs [--quick] [--no-anchors]\n");
+                        "       coil bench jobs [--store sqlite|postgres] [--quick] [--no-anchors]\n");
         return 2;
     }
     if (strcmp(argv[0], "runtime") == 0) return coil_bench_runtime(argc - 1, argv + 1);

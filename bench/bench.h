@@ -21,5 +21,10 @@ int coil_bench_pool(int argc, char **argv);
  * serve`: enqueue rate, end to end, crash detection, /health under CPU
  * load, against beanstalkd with an fsync per write (bench_jobs.c). */
 int coil_bench_jobs(int argc, char **argv);
+/* coil bench jobs --store postgres [--quick] [--no-anchors]: the job system
+ * on a throwaway PostgreSQL: enqueue, backlog, end to end, pickup, rescue
+ * after a node's SIGKILL, against graphile-worker and pg-boss on the same
+ * server (bench_jobs_pg.c). */
+int coil_bench_jobs_pg(int argc, char **argv);
 
 #endif

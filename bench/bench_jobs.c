@@ -1,4 +1,5 @@
-/* bench/bench_jobs.c: `coil bench jobs [--quick] [--no-anchors]`.
+/* bench/bench_jobs.c: `coil bench jobs [--quick] [--no-anchors]`; with
+ * `--store postgres`, bench_jobs_pg.c runs instead.
  *
  * The durable job system as its clients see it: `coil serve` (this very
  * binary) with `--job-workers 2`, driven over HTTP on 127.0.0.1, each run
@@ -672,7 +673,7 @@ static void throughput_rounds(const jobs_cfg *b, jobs_figures *f) {
 /* ------------------------------------------------------------------ setup */
 
 static int usage(void) {
-    fprintf(stderr, "usage: coil bench jobs [--quick] [--no-anchors]\n");
+    fprintf(stderr, "usage: coil bench jobs [--store sqlite|postgres] [--quick] [--no-anchors]\n");
     return 2;
 }
 
@@ -707,6 +708,18 @@ static int setup(jobs_cfg *b, int argc, char **argv) {
 }
 
 int coil_bench_jobs(int argc, char **argv) {
+    for (int i = 0; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--store") != 0) continue;
+        if (strcmp(argv[i + 1], "postgres") != 0 && strcmp(argv[i + 1], "sqlite") != 0)
+            return usage();
+        if (strcmp(argv[i + 1], "sqlite") == 0) { /* the default: drop the option */
+            memmove(argv + i, argv + i + 2, (size_t)(argc - i - 2) * sizeof *argv);
+            argc -= 2;
+            break;
+        }
+        memmove(argv + i, argv + i + 2, (size_t)(argc - i - 2) * sizeof *argv);
+        return coil_bench_jobs_pg(argc - 2, argv);
+    }
     jobs_cfg b;
     int rc = setup(&b, argc, argv);
     if (rc) return rc;

@@ -5,6 +5,7 @@
  *               advisory lock, the backend's life and its transactions
  *   pg_write.c  each write as the writer runs it inside its group
  *               transaction, and the NOTIFY of every commit's changes
+ *   pg_batch.c  the completes of a transaction, written by one statement
  *   pg_read.c   get, list and counts, on the thread pool, with a small
  *               pool of read connections
  *   pg_node.c   this process as a node: its row and lease, the heartbeat,
@@ -75,6 +76,10 @@ typedef struct coil__pg {
      * applied once it commits. */
     coil__pg_owned *pending;
     size_t npending, cap_pending;
+
+    /* The writer's: completes waiting for one statement (pg_batch.c). */
+    struct coil__pg_batched *batch;
+    size_t nbatch, cap_batch, batch_bytes;
 
     /* The node thread (pg_node.c). */
     pthread_t node_thread;
@@ -170,6 +175,37 @@ void coil__pg_pending_drop(coil__pg *pg);
  * (-ESTALE). Returns the ones taken now (malloc'd, the caller frees; NULL
  * on ENOMEM) with their count. */
 coil__pg_owned *coil__pg_disown_all(coil__pg *pg, size_t *n);
+
+/* Notes the event of row `row` of `r` (COIL__PG_EVENT_COLUMNS). */
+void coil__pg_note_row(coil__store *s, const PGresult *r, int row);
+/* A write of an attempt found no row with its token: why? Sets r->err to
+ * -ENOENT (no such job), -ESTALE (the job's attempt is another's now, or
+ * `token` is COIL__PG_TAKEN), or -EINVAL (not running), unless the job
+ * already holds this very outcome (`done_states`, a bit per state, with
+ * our token): then 0 and *state_out (may be NULL). Returns the
+ * transaction's rc. */
+int coil__pg_classify_miss(coil__pg *pg, coil__store_req *r, const char *id, int64_t token,
+                           unsigned done_states, coil__job_state *state_out);
+
+/* An enqueue that inserted nothing (its idempotency key exists): answers
+ * with the job that has the key. Returns 0 or the transaction's rc. */
+int coil__pg_enqueue_existing(coil__store *s, coil__store_req *r);
+
+/* ------------------------------------------------------------------ pg_batch.c */
+
+/* Writer thread, inside the transaction. Enqueues and completes (of an
+ * attempt this node holds: `token`) wait in a batch of one kind, which is
+ * written by one statement when a request of another kind comes, at
+ * COMMIT, or when it is full; r->err and the answer are set then. Returns
+ * 0 or the transaction's rc. */
+int coil__pg_batch_add(coil__store *s, coil__store_req *r, int64_t token);
+/* Whether `r` may join the batch as it is (same kind, or empty batch). */
+bool coil__pg_batch_takes(const coil__store *s, const coil__store_req *r);
+/* Writes the batch and answers its requests. Returns 0 or the
+ * transaction's rc. */
+int coil__pg_batch_flush(coil__store *s);
+/* Forgets the batch (the transaction rolled back). */
+void coil__pg_batch_drop(coil__pg *pg);
 
 /* ------------------------------------------------------------------ pg_read.c */
 

@@ -443,6 +443,7 @@ static void pg_destroy(coil__store *s) {
     pthread_mutex_destroy(&pg->rlock);
     free(pg->owned);
     free(pg->pending);
+    free(pg->batch);
     free(pg->readers);
     free(pg->kinds);
     free(pg->url);
@@ -529,6 +530,7 @@ static int pg_begin(coil__store *s, bool durable) {
     if (err) return err;
     pg->txn_changed = false;
     coil__pg_pending_drop(pg);
+    coil__pg_batch_drop(pg);
     err = coil__pg_command(pg->conn, "BEGIN", 0, NULL);
     /* Progress alone need not wait for its flush (as on SQLite). */
     if (!err && !durable) err = coil__pg_command(pg->conn, "SET LOCAL synchronous_commit = off",
@@ -538,7 +540,8 @@ static int pg_begin(coil__store *s, bool durable) {
 
 static int pg_commit(coil__store *s, bool *changed) {
     coil__pg *pg = s->impl;
-    int err = coil__pg_notify(pg->conn, atomic_load(&pg->node_id), s->events, s->nevents);
+    int err = coil__pg_batch_flush(s);
+    if (!err) err = coil__pg_notify(pg->conn, atomic_load(&pg->node_id), s->events, s->nevents);
     if (!err) err = coil__pg_command(pg->conn, "COMMIT", 0, NULL);
     if (!err) coil__pg_pending_apply(pg);
     if (err == -ENOTCONN) atomic_store(&pg->up, false);
@@ -551,6 +554,7 @@ static void pg_rollback(coil__store *s) {
     if (pg->conn && PQtransactionStatus(pg->conn) != PQTRANS_IDLE)
         (void)coil__pg_command(pg->conn, "ROLLBACK", 0, NULL);
     coil__pg_pending_drop(pg);
+    coil__pg_batch_drop(pg);
 }
 
 static int pg_error(coil__store *s, int rc) {

@@ -117,9 +117,9 @@ void coil__pg_event_from_row(const PGresult *r, int row, coil__job_event *ev) {
 }
 
 /* Notes the event of row 0 of `r` (COIL__PG_EVENT_COLUMNS). */
-static void note_row(coil__store *s, const PGresult *r) {
+void coil__pg_note_row(coil__store *s, const PGresult *r, int row) {
     coil__job_event ev;
-    coil__pg_event_from_row(r, 0, &ev);
+    coil__pg_event_from_row(r, row, &ev);
     coil__store_note_event(s, &ev);
 }
 
@@ -176,8 +176,8 @@ int coil__pg_notify(PGconn *c, int64_t node, const coil__job_event *events, size
  * or -EINVAL (not running), unless the job already holds this very
  * outcome (`done_states`, a bit per state, with our token): then 0 and
  * *state_out. Returns the transaction's rc. */
-static int classify_miss(coil__pg *pg, coil__store_req *r, const char *id, int64_t token,
-                         unsigned done_states, coil__job_state *state_out) {
+int coil__pg_classify_miss(coil__pg *pg, coil__store_req *r, const char *id, int64_t token,
+                           unsigned done_states, coil__job_state *state_out) {
     if (token == COIL__PG_TAKEN) { /* rescued from this node: forget it with this write */
         r->err = -ESTALE;
         return coil__pg_disown_later(pg, id);
@@ -211,49 +211,25 @@ static int classify_miss(coil__pg *pg, coil__store_req *r, const char *id, int64
 
 /* ------------------------------------------------------------------ writes */
 
-static int exec_enqueue(coil__store *s, coil__store_req *r) {
+/* Enqueues wait in the transaction's batch (pg_batch.c), as completes do. */
+static int exec_enqueue(coil__store *s, coil__store_req *r) { return coil__pg_batch_add(s, r, 0); }
+
+int coil__pg_enqueue_existing(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;
-    const coil__job_spec *sp = r->u.enqueue.spec;
     coil__enqueued *out = r->u.enqueue.out;
-    int64_t now = coil__wall_ms();
-    int64_t run_at = sp->run_at ? sp->run_at : now;
-    coil__pg_num prio = coil__pg_n64(sp->priority), at = coil__pg_n64(run_at),
-        max = coil__pg_n64(sp->max_attempts ? sp->max_attempts : COIL__JOB_DEFAULT_MAX_ATTEMPTS),
-        base = coil__pg_n64(sp->backoff_base_ms ? sp->backoff_base_ms : COIL__JOB_DEFAULT_BACKOFF_BASE_MS),
-        cap = coil__pg_n64(sp->backoff_cap_ms ? sp->backoff_cap_ms : COIL__JOB_DEFAULT_BACKOFF_CAP_MS),
-        timeout = coil__pg_n64(sp->timeout_ms), created = coil__pg_n64(now);
-    const char *p[] = {r->u.enqueue.id, sp->kind, sp->payload_len ? sp->payload : "",
-                       prio.s, at.s, sp->idem_key, max.s, base.s, cap.s, timeout.s, created.s};
-    int lens[11] = {0, 0, (int)sp->payload_len};
-    int bin[11] = {0, 0, 1};
+    const char *k[] = {r->u.enqueue.spec->idem_key};
     int err;
-    PGresult *res = coil__pg_exec(
-        pg->conn,
-        "INSERT INTO coil_jobs (id, kind, payload, priority, run_at, idem_key, max_attempts,"
-        " backoff_base, backoff_cap, timeout, created, updated)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)"
-        " ON CONFLICT (idem_key) DO NOTHING RETURNING seq",
-        11, p, lens, bin, &err);
+    PGresult *res = coil__pg_exec(pg->conn, "SELECT id, state FROM coil_jobs WHERE idem_key = $1",
+                                  1, k, NULL, NULL, &err);
     if (!res) return err;
-    bool inserted = PQntuples(res) == 1;
-    PQclear(res);
-    if (!inserted) { /* the key exists (or committed meanwhile on another node) */
-        const char *k[] = {sp->idem_key};
-        res = coil__pg_exec(pg->conn, "SELECT id, state FROM coil_jobs WHERE idem_key = $1", 1,
-                            k, NULL, NULL, &err);
-        if (!res) return err;
-        if (PQntuples(res) == 1) {
-            snprintf(out->id, sizeof out->id, "%s", PQgetvalue(res, 0, 0));
-            out->state = (coil__job_state)coil__pg_int(res, 0, 1);
-            out->duplicate = true;
-        } else {
-            r->err = -EIO;
-        }
-        PQclear(res);
-        return 0;
+    if (PQntuples(res) == 1) {
+        snprintf(out->id, sizeof out->id, "%s", PQgetvalue(res, 0, 0));
+        out->state = (coil__job_state)coil__pg_int(res, 0, 1);
+        out->duplicate = true;
+    } else {
+        r->err = -EIO; /* not inserted, yet no job has the key */
     }
-    pg->txn_changed = true;
-    coil__store_note_enqueued(s, r, run_at);
+    PQclear(res);
     return 0;
 }
 
@@ -356,7 +332,7 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
 static int exec_start(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;
     int64_t token = coil__pg_token(pg, r->u.start.id);
-    if (!token) return classify_miss(pg, r, r->u.start.id, 0, 0, NULL);
+    if (!token) return coil__pg_classify_miss(pg, r, r->u.start.id, 0, 0, NULL);
     coil__pg_num tok = coil__pg_n64(token);
     const char *p[] = {r->u.start.id, tok.s};
     int err;
@@ -367,39 +343,18 @@ static int exec_start(coil__store *s, coil__store_req *r) {
     bool ours = PQntuples(res) == 1;
     if (ours) r->u.start.attempts = (int)coil__pg_int(res, 0, 0);
     PQclear(res);
-    return ours ? 0 : classify_miss(pg, r, r->u.start.id, token, 0, NULL);
+    return ours ? 0 : coil__pg_classify_miss(pg, r, r->u.start.id, token, 0, NULL);
 }
 
+/* Completes wait in the transaction's batch (pg_batch.c): one statement
+ * writes them all. One whose attempt is not ours is answered at once. */
 static int exec_complete(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;
     const char *id = r->u.complete.id;
     int64_t token = coil__pg_token(pg, id);
-    const coil__job_result *res_in = r->u.complete.res;
-    bool has_result = res_in->len > 0;
-    coil__pg_num tok = coil__pg_n64(token), now = coil__pg_n64(coil__wall_ms());
-    const char *p[] = {id, tok.s, has_result ? res_in->data : NULL,
-                       has_result ? (res_in->content_type ? res_in->content_type
-                                                          : "application/octet-stream")
-                                  : NULL,
-                       now.s};
-    int lens[5] = {0, 0, (int)res_in->len};
-    int bin[5] = {0, 0, 1};
-    int err;
-    PGresult *res = coil__pg_exec(
-        pg->conn,
-        "UPDATE coil_jobs SET state = 2, result = $3, result_type = $4, progress = 100,"
-        " node = NULL, finished = $5, updated = $5"
-        " WHERE id = $1 AND token = $2 AND state = 1 RETURNING " COIL__PG_EVENT_COLUMNS,
-        5, p, lens, bin, &err);
-    if (!res) return err;
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return classify_miss(pg, r, id, token, 1u << COIL__JOB_SUCCEEDED, NULL);
-    }
-    pg->txn_changed = true;
-    note_row(s, res);
-    PQclear(res);
-    return coil__pg_disown_later(pg, id);
+    if (token <= 0)
+        return coil__pg_classify_miss(pg, r, id, token, 1u << COIL__JOB_SUCCEEDED, NULL);
+    return coil__pg_batch_add(s, r, token);
 }
 
 static int exec_fail(coil__store *s, coil__store_req *r) {
@@ -418,7 +373,7 @@ static int exec_fail(coil__store *s, coil__store_req *r) {
     if (PQntuples(res) == 0) {
         PQclear(res);
         unsigned done = 1u << COIL__JOB_FAILED | 1u << COIL__JOB_DEAD | 1u << COIL__JOB_CANCELLED;
-        return classify_miss(pg, r, id, token, done, &r->u.fail.state);
+        return coil__pg_classify_miss(pg, r, id, token, done, &r->u.fail.state);
     }
     int attempts = (int)coil__pg_int(res, 0, 0), max = (int)coil__pg_int(res, 0, 1);
     int64_t base = coil__pg_int(res, 0, 2), cap = coil__pg_int(res, 0, 3);
@@ -446,7 +401,7 @@ static int exec_fail(coil__store *s, coil__store_req *r) {
     if (!res) return err;
     pg->txn_changed = true;
     r->u.fail.state = to;
-    note_row(s, res);
+    coil__pg_note_row(s, res, 0);
     PQclear(res);
     return coil__pg_disown_later(pg, id);
 }
@@ -472,7 +427,7 @@ static int exec_cancel(coil__store *s, coil__store_req *r) {
     if (PQntuples(res) == 1) {
         pg->txn_changed = true;
         r->u.cancel.state = (coil__job_state)coil__pg_int(res, 0, 2);
-        note_row(s, res);
+        coil__pg_note_row(s, res, 0);
         PQclear(res);
         return 0;
     }
@@ -508,11 +463,11 @@ static int exec_release(coil__store *s, coil__store_req *r) {
     if (!res) return err;
     if (PQntuples(res) == 0) {
         PQclear(res);
-        return classify_miss(pg, r, id, token, 0, NULL);
+        return coil__pg_classify_miss(pg, r, id, token, 0, NULL);
     }
     pg->txn_changed = true;
     r->u.release.state = (coil__job_state)coil__pg_int(res, 0, 2);
-    note_row(s, res);
+    coil__pg_note_row(s, res, 0);
     PQclear(res);
     return coil__pg_disown_later(pg, id);
 }
@@ -589,6 +544,11 @@ static int exec_next_id(coil__store *s, coil__store_req *r) {
 }
 
 int coil__pg_exec_req(coil__store *s, coil__store_req *r) {
+    /* The batch first: what follows may read what it writes. */
+    if (r->op != COIL__OP_FLUSH && !coil__pg_batch_takes(s, r)) {
+        int err = coil__pg_batch_flush(s);
+        if (err) return err;
+    }
     switch (r->op) {
     case COIL__OP_ENQUEUE: return exec_enqueue(s, r);
     case COIL__OP_PEEK: return exec_peek(s, r);
