@@ -302,9 +302,11 @@ typedef struct coil_jobs_config {
     coil_pool_config pool;     /* the worker processes (see above) */
     size_t prefetch;           /* jobs claimed ahead of the workers, so that a
                                   worker never waits for a commit; they wait
-                                  in priority order; 0: 32 per worker (on
-                                  PostgreSQL, where claimed jobs are no other
-                                  node's to take: 4 per worker) */
+                                  in priority order; 0: 32 per worker. On
+                                  PostgreSQL, where a claimed job is no other
+                                  node's to take, a node claims ahead only
+                                  what its workers would finish in about
+                                  50 ms at the recent pace, up to this */
     size_t prefetch_bytes;     /* ... and no more than this many payload
                                   bytes held in memory (the first job is
                                   taken whatever its size); 0: 64 MiB */

@@ -3,8 +3,10 @@
  * Four kinds of task:
  *
  *   claimer    peeks at the runnable jobs (claim order: priority, run_at,
- *              age) while fewer than `window` are held (and their payloads
- *              stay under cfg.prefetch_bytes), and puts them in
+ *              age) while fewer than `window` are ready or in a worker
+ *              (outcomes being recorded do not count, up to
+ *              RECORDING_WINDOWS windows of them), and their payloads
+ *              stay under cfg.prefetch_bytes, and puts them in
  *              `ready`, a priority queue. They stay `queued` in the store.
  *              With nothing runnable it sleeps until the earliest run_at or
  *              until `wake` is set.
@@ -65,7 +67,18 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { CLAIM_BATCH_MAX = 256 };
+enum {
+    CLAIM_BATCH_MAX = 256,
+    /* Jobs whose outcome waits for the writer do not count against the
+     * window (they hold no worker and no place in `ready`), up to this many
+     * windows of them. */
+    RECORDING_WINDOWS = 4,
+};
+
+/* On a store shared with other nodes, a job claimed ahead is no other
+ * node's to run: claim ahead only what the workers would finish in about
+ * this long (at least one a worker, at most cfg.prefetch). */
+#define AHEAD_HORIZON COIL_MSEC(50)
 
 /* Store errors the claimer retries after this long. */
 #define STORE_RETRY COIL_SEC(1)
@@ -141,15 +154,32 @@ static size_t held_seqs(coil__sched *s, uint64_t *skip) {
     return n;
 }
 
+/* The window now: workers plus the jobs claimed ahead. */
+static size_t window_now(const coil_jobs *j) {
+    const coil__sched *s = &j->sched;
+    size_t workers = j->cfg.pool.workers;
+    if (!coil__store_poll_interval(j->store) || s->avg_run <= 0) return s->window;
+    double ahead = (double)workers * (double)AHEAD_HORIZON / (double)s->avg_run;
+    if (ahead < (double)workers) ahead = (double)workers;
+    if (ahead > (double)j->cfg.prefetch) ahead = (double)j->cfg.prefetch;
+    return workers + (size_t)ahead;
+}
+
 static coil_result claimer_main(void *arg) {
     coil_jobs *j = arg;
     coil__sched *s = &j->sched;
     coil__job *recs[CLAIM_BATCH_MAX];
-    uint64_t *skip = malloc(s->window * sizeof *skip);
+    uint64_t *skip = malloc((RECORDING_WINDOWS + 1) * s->window * sizeof *skip);
     if (!skip) return coil_fail(-ENOMEM);
     bool failing = false;
     while (!s->stopping) {
-        size_t room = s->window > s->nactive ? s->window - s->nactive : 0;
+        /* The window: jobs ready or in a worker. Outcomes on their way to
+         * the store would otherwise keep it full for a commit's time after
+         * every job, which on PostgreSQL is most of a short job's life. */
+        size_t busy = s->nactive - s->recording;
+        size_t window = window_now(j);
+        size_t room = window > busy ? window - busy : 0;
+        if (s->recording >= RECORDING_WINDOWS * s->window) room = 0;
         if (room > CLAIM_BATCH_MAX) room = CLAIM_BATCH_MAX;
         /* Payloads held in memory are bounded too (large reports). */
         size_t bytes = j->cfg.prefetch_bytes > s->held_bytes ? j->cfg.prefetch_bytes - s->held_bytes
@@ -373,6 +403,7 @@ static int record_later(coil_jobs *j, sched_job *sj, int err, coil_job_outcome *
     memset(out, 0, sizeof *out);
     j->sched.recording++;
     coil_event_clear(&j->sched.recorded);
+    coil_event_set(&j->sched.wake); /* room in the window */
     coil_detach(t);
     return 0;
 }
@@ -444,6 +475,8 @@ static void run_one(coil_jobs *j, sched_job *sj) {
     int err = coil_pool_run(j->pool, sj->rec->kind, sj->rec->payload, sj->rec->payload_len,
                             &opts, &out);
     atomic_fetch_sub(&j->stats.running, 1);
+    if (out.ran) /* an exponential average over about 8 jobs */
+        j->sched.avg_run += j->sched.avg_run ? (out.run_ns - j->sched.avg_run) / 8 : out.run_ns;
     sj->scope = NULL;
     coil_scope_exit(&sc);
     if (record_later(j, sj, err, &out) != 0) {

@@ -39,7 +39,7 @@ static int settle_config(coil_jobs *j, const coil_jobs_config *cfg) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         j->cfg.pool.workers = cpus > 0 ? (size_t)cpus : 1;
     }
-    if (j->cfg.prefetch == 0) j->cfg.prefetch = (j->pg ? 32 : 32) * j->cfg.pool.workers;
+    if (j->cfg.prefetch == 0) j->cfg.prefetch = 32 * j->cfg.pool.workers;
     if (j->cfg.prefetch_bytes == 0) j->cfg.prefetch_bytes = (size_t)64 << 20;
     if (j->cfg.stop_grace == 0) j->cfg.stop_grace = COIL_SEC(2);
     if (j->cfg.stop_grace < 0) j->cfg.stop_grace = 0;

@@ -62,7 +62,8 @@ typedef struct coil__sched {
     coil_queue ready;         /* peeked sched_jobs, priority order */
     coil__list active;        /* every sched_job alive (peeked, not recorded) */
     size_t nactive;
-    size_t window;            /* most jobs held (peeked, not yet recorded) */
+    size_t window;            /* most jobs ready or in a worker */
+    coil_time avg_run;        /* recent jobs' time in a worker (EWMA); 0: none yet */
     size_t held_bytes;        /* their payloads' bytes (at most about
                                  cfg.prefetch_bytes) */
     coil_event wake;          /* new work may be claimable, or room freed */
