@@ -16,6 +16,10 @@
  *               time (its result is the wall clock when its handler began);
  *               from the first POST until all have succeeded. The pickup
  *               of a job is from its 202 to its handler's start.
+ *   paced       the pickup below capacity: with the queue empty, 2,000
+ *               demo.stamp jobs one at a time on one connection, 500 a
+ *               second: the latency of the wake (LISTEN/NOTIFY) and the
+ *               claim, not of a backlog.
  *   rescue      a `coil worker` running 2 long jobs is SIGKILLed with its
  *               workers (its process group: a machine that died); another
  *               worker node is up; from the SIGKILL until both jobs run
@@ -41,6 +45,8 @@
  *   pg_pickup_p50_ms, pg_pickup_p99_ms   202 to handler start         ms
  *   pg_pickup_from_request_p99_ms        request sent to handler start,
  *                            what the anchors' pickup measures        ms
+ *   pg_pickup_paced_p50_ms, pg_pickup_paced_p99_ms  202 to handler start
+ *                            at 500 jobs/s                            ms
  *   pg_rescue_ms             SIGKILL to both jobs running again       ms
  *   graphile_*, pgboss_*     as their scripts print them
  *   pg_jobs_end_to_end_vs_graphile, pg_jobs_end_to_end_vs_pgboss,
@@ -78,6 +84,8 @@ enum {
     RESCUE_TIMEOUT_S = 30,
     NPM_TIMEOUT_S = 600,
     ANCHOR_TIMEOUT_S = 600,
+    PACED_JOBS = 2000,     /* the pickup below capacity: this many jobs, */
+    PACED_RATE = 500,      /* at this many a second, one at a time */
 };
 
 typedef struct pg_cfg {
@@ -87,12 +95,13 @@ typedef struct pg_cfg {
     char exe[PATH_MAX];        /* this coil binary */
     char state[PATH_MAX];      /* pg_tmp.sh's state directory */
     char admin_url[1024];      /* the server's postgres database */
+    pid_t postmaster;          /* the server, taken down by an interruption */
     char anchor_dir[PATH_MAX]; /* anchors/pg with its node_modules */
-    bool server_up;
 } pg_cfg;
 
 typedef struct pg_figures {
     coil_bench_samples enqueue, process, end_to_end, pickup_p50, pickup_p99, pickup_req_p99;
+    coil_bench_samples paced_p50, paced_p99;
     coil_bench_samples rescue;
     coil_bench_samples gw_enqueue, gw_process, gw_end_to_end, gw_pickup_p99;
     coil_bench_samples pb_enqueue, pb_process, pb_end_to_end, pb_pickup_p99;
@@ -115,20 +124,31 @@ static bool pg_tmp(pg_cfg *b, const char *cmd, char *out, size_t cap) {
     return false;
 }
 
-static bool server_start(pg_cfg *b) {
-    char out[4096];
-    if (!coil_bench_join_path(b->state, sizeof b->state, b->tmp, "pg-state") ||
-        !pg_tmp(b, "start", out, sizeof out))
-        return false;
-    char path[PATH_MAX + 8];
-    snprintf(path, sizeof path, "%s/url", b->state);
+/* The first line of file dir/name, without its newline. */
+static bool first_line(const char *dir, const char *name, char *out, size_t cap) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "r");
-    bool ok = f && fgets(b->admin_url, sizeof b->admin_url, f);
+    bool ok = f && fgets(out, (int)cap, f);
     if (f) fclose(f);
-    b->admin_url[strcspn(b->admin_url, "\n")] = '\0';
-    b->server_up = ok;
-    if (ok) fprintf(stderr, "coil bench: PostgreSQL at %s\n", b->admin_url);
+    if (ok) out[strcspn(out, "\n")] = '\0';
     return ok;
+}
+
+static bool server_start(pg_cfg *b) {
+    char out[4096], data[PATH_MAX], pid[32];
+    if (!coil_bench_join_path(b->state, sizeof b->state, b->tmp, "pg-state") ||
+        !pg_tmp(b, "start", out, sizeof out) ||
+        !first_line(b->state, "url", b->admin_url, sizeof b->admin_url))
+        return false;
+    /* The data directory's postmaster.pid names the server's process. */
+    if (first_line(b->state, "data", data, sizeof data) &&
+        first_line(data, "postmaster.pid", pid, sizeof pid) && atol(pid) > 1) {
+        b->postmaster = (pid_t)atol(pid);
+        coil_bench_track_group(b->postmaster, true);
+    }
+    fprintf(stderr, "coil bench: PostgreSQL at %s\n", b->admin_url);
+    return true;
 }
 
 static void quiet(void *arg, const char *message) {
@@ -328,6 +348,28 @@ static bool pickup_figures(poller *p, pickups *pk, double *p50, double *p99, dou
     return ok;
 }
 
+/* Enqueues `n` demo.stamp jobs one at a time on one connection, one every
+ * `gap_ms`, noting each 202 as the burst does. Returns false on a refusal. */
+static bool paced_run(uint16_t port, int n, double gap_ms, pickups *pk) {
+    coil_bench_conn c = {.port = port, .fd = -1};
+    double next = coil_bench_now_s();
+    bool ok = true;
+    for (int i = 0; i < n && ok; i++) {
+        double wait_ms = (next - coil_bench_now_s()) * 1000;
+        if (wait_ms > 0) coil_bench_sleep_ms((long)wait_ms);
+        next += gap_ms / 1000;
+        char out[512];
+        double sent = coil_bench_now_s();
+        int status = coil_bench_conn_request(&c, "POST", "/jobs/demo.stamp", NULL, "{}", out,
+                                             sizeof out);
+        ok = status == 202;
+        if (ok) note_202(pk, out, sent, coil_bench_now_s());
+        else fprintf(stderr, "coil bench: paced POST answered %d\n", status);
+    }
+    coil_bench_conn_close(&c);
+    return ok;
+}
+
 /* ------------------------------------------------------------------ a round of coil */
 
 static void coil_round(pg_cfg *b, pg_figures *f, int round) {
@@ -337,6 +379,7 @@ static void coil_round(pg_cfg *b, pg_figures *f, int round) {
     coil_bench_server serve = {.pid = -1}, worker = {.pid = -1};
     poller p = {0};
     double enqueue = 0, process = 0, end_to_end = 0, p50 = 0, p99 = 0, req_p99 = 0;
+    double paced_p50 = 0, paced_p99 = 0, paced_req_p99 = 0;
     pickups pk = {.cap = b->jobs};
     pk.id = calloc((size_t)b->jobs, sizeof *pk.id);
     pk.sent_wall_ms = calloc((size_t)b->jobs, sizeof *pk.sent_wall_ms);
@@ -366,6 +409,13 @@ static void coil_round(pg_cfg *b, pg_figures *f, int round) {
         goto out;
     end_to_end = b->jobs / (t_done - e2e.t_first);
     if (!pickup_figures(&p, &pk, &p50, &p99, &req_p99)) p50 = p99 = req_p99 = 0;
+    /* Pickup below capacity: PACED_JOBS at PACED_RATE, the queue empty. */
+    if (!sql(url, "DELETE FROM coil_jobs")) goto out;
+    pk.n = 0;
+    if (paced_run(serve.port, PACED_JOBS, 1000.0 / PACED_RATE, &pk) &&
+        wait_drained(&p, COIL_BENCH_RUN_TIMEOUT_S, &t_done) &&
+        !pickup_figures(&p, &pk, &paced_p50, &paced_p99, &paced_req_p99))
+        paced_p50 = paced_p99 = 0;
 out:
     poller_close(&p);
     coil_bench_server_stop(&worker);
@@ -375,8 +425,10 @@ out:
     free(pk.sent_wall_ms);
     free(pk.answered_wall_ms);
     fprintf(stderr, "coil bench:   round %d: coil enqueue %.0f, backlog %.0f, end to end %.0f "
-                    "jobs/s, pickup p50 %.1f p99 %.1f ms (from the request p99 %.1f)\n",
-            round, enqueue, process, end_to_end, p50, p99, req_p99);
+                    "jobs/s, pickup p50 %.1f p99 %.1f ms (from the request p99 %.1f); at "
+                    "%d jobs/s: p50 %.2f p99 %.2f ms\n",
+            round, enqueue, process, end_to_end, p50, p99, req_p99, PACED_RATE, paced_p50,
+            paced_p99);
     coil_bench_add_sample(&f->enqueue, enqueue);
     coil_bench_add_sample(&f->process, process);
     coil_bench_add_sample(&f->end_to_end, end_to_end);
@@ -384,6 +436,10 @@ out:
         coil_bench_add_sample(&f->pickup_p50, p50 > 0 ? p50 : 1e-3);
         coil_bench_add_sample(&f->pickup_p99, p99);
         coil_bench_add_sample(&f->pickup_req_p99, req_p99);
+    }
+    if (paced_p99 > 0) {
+        coil_bench_add_sample(&f->paced_p50, paced_p50 > 0 ? paced_p50 : 1e-3);
+        coil_bench_add_sample(&f->paced_p99, paced_p99);
     }
 }
 
@@ -542,6 +598,8 @@ static void report(const pg_figures *f) {
     print_median("pg_pickup_p50_ms", &f->pickup_p50, "ms");
     print_median("pg_pickup_p99_ms", &f->pickup_p99, "ms");
     print_median("pg_pickup_from_request_p99_ms", &f->pickup_req_p99, "ms");
+    print_median("pg_pickup_paced_p50_ms", &f->paced_p50, "ms");
+    print_median("pg_pickup_paced_p99_ms", &f->paced_p99, "ms");
     print_median("pg_rescue_ms", &f->rescue, "ms");
     print_median("graphile_enqueue_rate", &f->gw_enqueue, "jobs/s");
     print_median("graphile_process_rate", &f->gw_process, "jobs/s");
@@ -607,6 +665,7 @@ int coil_bench_jobs_pg(int argc, char **argv) {
         }
         report(&f);
         char out[1024];
+        if (b.postmaster) coil_bench_track_group(b.postmaster, false);
         pg_tmp(&b, "stop", out, sizeof out);
     }
     coil_bench_remove_tree(b.tmp);

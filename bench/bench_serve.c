@@ -74,6 +74,8 @@ static void track(pid_t pid, bool on) {
     }
 }
 
+void coil_bench_track_group(pid_t pid, bool on) { track(pid, on); }
+
 /* Interrupted: take every server down with us, politely first (so that
  * nginx's master reaps its worker), then by force after 2 s at most.
  * Async-signal-safe. */

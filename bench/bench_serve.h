@@ -47,6 +47,10 @@ bool coil_bench_reap_within(pid_t pid, long ms, int *status);
  * grace period, and always SIGKILL to what is left of the group; untracks
  * it. */
 void coil_bench_stop_group(pid_t pid);
+/* Has an interruption take down the process group of `pid` too, a daemon
+ * the benchmark started but did not spawn (a PostgreSQL server); `on`
+ * false forgets it. */
+void coil_bench_track_group(pid_t pid, bool on);
 /* Runs argv with stdout and stderr into `out` (NUL-terminated, `cap`
  * bytes at most), killing it after `timeout_s`; uses a file in `tmp`.
  * Returns its exit status, or -1. */
