@@ -126,6 +126,21 @@ static const char *lit_end(lit *l) {
     return l->s;
 }
 
+/* Runs `sql` with the `n` literals as $1..$n, then `last` (NULL: none) as
+ * $n+1, and frees the literals. Returns the result, or NULL with *err. */
+static PGresult *exec_with(coil__pg *pg, const char *sql, lit *l, int n, const char *last,
+                           int *err) {
+    const char *p[16];
+    bool ok = n < 16;
+    for (int k = 0; k < n && ok; k++) ok = (p[k] = lit_end(&l[k])) != NULL;
+    p[n] = last;
+    PGresult *res = NULL;
+    *err = -ENOMEM;
+    if (ok) res = coil__pg_exec(pg->conn, sql, n + (last != NULL), p, NULL, NULL, err);
+    for (int k = 0; k < n; k++) free(l[k].s);
+    return res;
+}
+
 /* ------------------------------------------------------------------ the batch */
 
 static size_t bytes_of(const coil__store_req *r) {
@@ -199,25 +214,19 @@ static int flush_enqueues(coil__store *s) {
         lit_int(&l[9], sp->timeout_ms);
         lit_int(&l[10], now);
     }
-    const char *p[COLS];
-    bool ok = true;
-    for (int k = 0; k < COLS; k++) ok &= (p[k] = lit_end(&l[k])) != NULL;
-    int err = ok ? 0 : -ENOMEM;
-    PGresult *res = NULL;
-    if (ok)
-        res = coil__pg_exec(
-            pg->conn,
-            "INSERT INTO coil_jobs (id, kind, payload, priority, run_at, idem_key, max_attempts,"
-            " backoff_base, backoff_cap, timeout, created, updated)"
-            " SELECT b_id, b_kind, decode(b_payload, 'hex'), b_priority, b_run_at, b_key,"
-            " b_max, b_base, b_cap, b_timeout, b_created, b_created"
-            " FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::bigint[],"
-            " $6::text[], $7::integer[], $8::bigint[], $9::bigint[], $10::bigint[],"
-            " $11::bigint[]) WITH ORDINALITY AS b(b_id, b_kind, b_payload, b_priority,"
-            " b_run_at, b_key, b_max, b_base, b_cap, b_timeout, b_created, b_nth)"
-            " ORDER BY b_nth ON CONFLICT (idem_key) DO NOTHING RETURNING id",
-            COLS, p, NULL, NULL, &err);
-    for (int k = 0; k < COLS; k++) free(l[k].s);
+    int err;
+    PGresult *res = exec_with(
+        pg,
+        "INSERT INTO coil_jobs (id, kind, payload, priority, run_at, idem_key, max_attempts,"
+        " backoff_base, backoff_cap, timeout, created, updated)"
+        " SELECT b_id, b_kind, decode(b_payload, 'hex'), b_priority, b_run_at, b_key,"
+        " b_max, b_base, b_cap, b_timeout, b_created, b_created"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::bigint[],"
+        " $6::text[], $7::integer[], $8::bigint[], $9::bigint[], $10::bigint[],"
+        " $11::bigint[]) WITH ORDINALITY AS b(b_id, b_kind, b_payload, b_priority,"
+        " b_run_at, b_key, b_max, b_base, b_cap, b_timeout, b_created, b_nth)"
+        " ORDER BY b_nth ON CONFLICT (idem_key) DO NOTHING RETURNING id",
+        l, COLS, NULL, &err);
     if (!res) return err;
     int rows = PQntuples(res);
     if (rows > 0) pg->txn_changed = true;
@@ -249,24 +258,17 @@ static int flush_completes(coil__store *s) {
                         : res->content_type ? res->content_type
                                             : "application/octet-stream");
     }
-    const char *p[5];
-    bool ok = true;
-    for (int k = 0; k < 4; k++) ok &= (p[k] = lit_end(&l[k])) != NULL;
     coil__pg_num now = coil__pg_n64(coil__wall_ms());
-    p[4] = now.s;
-    int err = ok ? 0 : -ENOMEM;
-    PGresult *res = NULL;
-    if (ok)
-        res = coil__pg_exec(
-            pg->conn,
-            "UPDATE coil_jobs SET state = 2, result = decode(b_result, 'hex'),"
-            " result_type = b_type, progress = 100, node = NULL, finished = $5, updated = $5"
-            " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])"
-            " AS b(b_id, b_token, b_result, b_type)"
-            " WHERE id = b_id AND token = b_token AND state = 1"
-            " RETURNING " COIL__PG_EVENT_COLUMNS,
-            5, p, NULL, NULL, &err);
-    for (int k = 0; k < 4; k++) free(l[k].s);
+    int err;
+    PGresult *res = exec_with(
+        pg,
+        "UPDATE coil_jobs SET state = 2, result = decode(b_result, 'hex'),"
+        " result_type = b_type, progress = 100, node = NULL, finished = $5, updated = $5"
+        " FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[])"
+        " AS b(b_id, b_token, b_result, b_type)"
+        " WHERE id = b_id AND token = b_token AND state = 1"
+        " RETURNING " COIL__PG_EVENT_COLUMNS,
+        l, 4, now.s, &err);
     if (!res) return err;
     int rows = PQntuples(res);
     if (rows > 0) pg->txn_changed = true;

@@ -258,6 +258,103 @@ TEST(group_commit_shares_fsyncs) {
     fx_rmtree(dir);
 }
 
+/* ------------------------------------------------------------------ every byte, batched */
+
+enum { BYTES_JOBS = 40 };
+
+typedef struct byte_jobs {
+    coil__store *s;
+    char keys[BYTES_JOBS][32];
+    unsigned char payloads[BYTES_JOBS][300];
+    coil__enqueued out[BYTES_JOBS];
+    char ids[BYTES_JOBS][COIL__JOB_ID_SIZE];
+    int next;
+} byte_jobs;
+
+/* Job i: a payload of every byte value, then i; a key with the characters
+ * an array literal or an SQL string must escape, shared by jobs i and
+ * i + 1 for even i. */
+static coil_result bytes_enqueue(void *arg) {
+    byte_jobs *b = arg;
+    int i = b->next++;
+    for (int c = 0; c < 256; c++) b->payloads[i][c] = (unsigned char)c;
+    b->payloads[i][256] = (unsigned char)i;
+    snprintf(b->keys[i], sizeof b->keys[i], "k\"\\{,}'NULL'%d", i / 2);
+    coil__job_spec spec = {.kind = "demo.noop", .payload = b->payloads[i], .payload_len = 257,
+                           .idem_key = b->keys[i]};
+    ASSERT_EQ(coil__store_enqueue(b->s, &spec, &b->out[i]), 0);
+    return coil_ok(NULL);
+}
+
+static coil_result bytes_complete(void *arg) {
+    byte_jobs *b = arg;
+    int i = b->next++;
+    char type[64];
+    snprintf(type, sizeof type, "text/x-\"%d\\", i);
+    coil__job_result res = {.data = b->payloads[i], .len = 257, .content_type = type};
+    ASSERT_EQ(coil__store_complete(b->s, b->ids[i], &res), 0);
+    return coil_ok(NULL);
+}
+
+/* Enqueues and completes that share a group (and on PostgreSQL one
+ * statement each) keep every byte of payloads, keys, results and types. */
+static coil_result bytes_main(void *arg) {
+    static byte_jobs b;
+    memset(&b, 0, sizeof b);
+    b.s = fx_open(arg, NULL);
+    coil_group g;
+    coil_group_init(&g);
+    for (int i = 0; i < BYTES_JOBS; i++) coil_group_spawn(&g, bytes_enqueue, &b);
+    ASSERT_EQ(coil_group_wait(&g), 0);
+    coil_group_destroy(&g);
+    ASSERT_EQ(fx_total(b.s), BYTES_JOBS / 2);
+    coil__store_stats st;
+    coil__store_get_stats(b.s, &st);
+    ASSERT_GE(st.largest_batch, 10); /* they did share transactions */
+    for (int i = 0; i < BYTES_JOBS; i += 2) {
+        ASSERT_STR_EQ(b.out[i].id, b.out[i + 1].id); /* one job a key */
+        ASSERT_EQ(b.out[i].duplicate + b.out[i + 1].duplicate, 1);
+        int first = b.out[i].duplicate ? i + 1 : i;
+        coil__job *j;
+        ASSERT_EQ(coil__store_get(b.s, b.out[i].id, &j), 0);
+        ASSERT_EQ(j->payload_len, 257);
+        ASSERT_EQ(memcmp(j->payload, b.payloads[first], 257), 0);
+        ASSERT_STR_EQ(j->idem_key, b.keys[i]);
+        coil__job_free(j);
+    }
+    /* Claim them all, then complete them all at once. */
+    for (int n = 0; n < BYTES_JOBS / 2; n++) {
+        coil__job *j;
+        ASSERT_EQ(fx_claim(b.s, "pid:1", &j, NULL), 0);
+        snprintf(b.ids[n], sizeof b.ids[n], "%s", j->id);
+        coil__job_free(j);
+    }
+    b.next = 0;
+    coil_group_init(&g);
+    for (int i = 0; i < BYTES_JOBS / 2; i++) coil_group_spawn(&g, bytes_complete, &b);
+    ASSERT_EQ(coil_group_wait(&g), 0);
+    coil_group_destroy(&g);
+    for (int i = 0; i < BYTES_JOBS / 2; i++) {
+        coil__job *j;
+        ASSERT_EQ(coil__store_get(b.s, b.ids[i], &j), 0);
+        ASSERT_EQ(j->state, COIL__JOB_SUCCEEDED);
+        ASSERT_EQ(j->result_len, 257);
+        ASSERT_EQ(memcmp(j->result, b.payloads[i], 257), 0);
+        char type[64];
+        snprintf(type, sizeof type, "text/x-\"%d\\", i);
+        ASSERT_STR_EQ(j->result_type, type);
+        coil__job_free(j);
+    }
+    ASSERT_EQ(coil__store_close(b.s), 0);
+    return coil_ok(NULL);
+}
+
+TEST(writes_in_one_group_keep_every_byte) {
+    char *dir = fx_tmpdir();
+    RUN_MAIN(bytes_main, dir);
+    fx_rmtree(dir);
+}
+
 /* ------------------------------------------------------------------ idempotency */
 
 typedef struct keyed {
