@@ -8,7 +8,7 @@
 #include "app/serve_harness.h"
 #include "jobs/store/store_fixture.h"
 
-enum { JOBS = 600 };
+enum { JOBS = 5000 };
 
 #include <dirent.h>
 #include <pthread.h>
