@@ -12,5 +12,6 @@
 #include "coil/io.h"
 #include "coil/http.h"
 #include "coil/jobs.h"
+#include "coil/db.h"
 
 #endif /* COIL_H */
