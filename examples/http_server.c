@@ -1,4 +1,5 @@
-/* examples/http_server.c: a first coil HTTP server, on 127.0.0.1:8000.
+/* examples/http_server.c: a first coil HTTP server, on 127.0.0.1:8000
+ * (or the port given: ./http_server 9000).
  *   curl localhost:8000/hello/ada                   {"hello":"ada"}, after a 50 ms wait
  *   curl localhost:8000/report                      blocks 1 s on the thread pool
  *   curl -X POST 'localhost:8000/signup?email=a@b'  202 at once, the mail after */
@@ -42,10 +43,10 @@ static int signup(coil_http_request *req, coil_http_response *res, void *arg) {
     return coil_http_respond_text(res, 202, "welcome!\n");
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     coil_http_config cfg;
     coil_http_config_init(&cfg);
-    cfg.port = 8000;
+    cfg.port = argc > 1 ? (uint16_t)atoi(argv[1]) : 8000;
     coil_http_server *srv = coil_http_server_new(&cfg);
     if (!srv) return 1;
     coil_http_route(srv, "GET", "/hello/{name}", hello, NULL, 0);

@@ -1,0 +1,175 @@
+/* tests/examples/test_examples.c: every program in examples/ runs, as a
+ * reader of the README would run it, and says what its comment promises.
+ * The programs are this build's (BUILD/examples/NAME); the servers get a
+ * free port, one request, then SIGTERM, and must drain and exit 0. */
+#include "app/serve_harness.h"
+
+/* BUILD/examples/NAME. */
+static void example_path(const char *name, char *out, size_t cap) {
+    char bin[PATH_MAX];
+    serve_binary(bin, sizeof bin); /* BUILD/coil */
+    char *slash = strrchr(bin, '/');
+    ASSERT(slash != NULL);
+    *slash = '\0';
+    ASSERT((size_t)snprintf(out, cap, "%s/examples/%s", bin, name) < cap);
+    ASSERT_EQ(access(out, X_OK), 0);
+}
+
+/* Runs an example to its end (60 s at most) in directory `cwd` with its
+ * stdout into a malloc'd string; returns its exit status. */
+static int run_example(const char *name, const char *arg, const char *cwd, char **out) {
+    char path[PATH_MAX + 32], log[PATH_MAX + 32];
+    example_path(name, path, sizeof path);
+    snprintf(log, sizeof log, "%s/%s.out", cwd, name);
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || chdir(cwd) != 0) _exit(127);
+        execl(path, name, arg, (char *)NULL);
+        _exit(127);
+    }
+    int status = serve_try_wait_exit(pid);
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        coil_test_fail(__FILE__, __LINE__, "%s did not end", name);
+    }
+    *out = serve_read_file(log, NULL);
+    ASSERT(*out != NULL);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void expect_run(const char *name, const char *arg, const char *const *wants) {
+    serve_proc p;
+    serve_init(&p); /* for its temporary directory */
+    char *out;
+    int status = run_example(name, arg, p.dir, &out);
+    if (status != 0) coil_test_fail(__FILE__, __LINE__, "%s exited %d:\n%s", name, status, out);
+    for (; *wants; wants++) ASSERT_CONTAINS(out, *wants);
+    free(out);
+    serve_cleanup(&p);
+}
+
+TEST(hello_tasks_overlaps_its_sleeps) {
+    expect_run("hello_tasks", NULL,
+               (const char *const[]){"slept 100 ms", "slept 300 ms", "all done in", NULL});
+}
+
+TEST(producer_consumer_drains_and_closes) {
+    expect_run("producer_consumer", NULL,
+               (const char *const[]){"queue full, waiting", "closing the queue",
+                                     "all consumers finished", NULL});
+}
+
+TEST(race_first_answer_takes_the_first_and_cancels_the_rest) {
+    expect_run("race_first_answer", NULL,
+               (const char *const[]){"winner:", "stopped at", "no answer within 50 ms", NULL});
+}
+
+TEST(sync_facade_calls_async_code_from_plain_c) {
+    expect_run("sync_facade", NULL, (const char *const[]){"call 1:", "the lookups overlapped", NULL});
+}
+
+TEST(ticker_offload_keeps_the_ticker_going) {
+    expect_run("ticker_offload", NULL,
+               (const char *const[]){"found", "the ticker never stopped", NULL});
+}
+
+TEST(notes_db_reads_writes_and_interrupts) {
+    expect_run("notes_db", "notes.db",
+               (const char *const[]){"20 readers saw 2 notes", "\"title\":\"call \\\"Ada\\\"\"",
+                                     "the slow query: deadline expired", NULL});
+}
+
+/* A free port on 127.0.0.1 (the kernel's choice, let go). */
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    ASSERT_EQ(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Starts a server example on a free port and waits (10 s) until it answers. */
+static pid_t start_server(const char *name, const char *dir, int port, const char *arg2) {
+    char path[PATH_MAX + 32], log[PATH_MAX + 32], portarg[16];
+    example_path(name, path, sizeof path);
+    snprintf(log, sizeof log, "%s/%s.out", dir, name);
+    snprintf(portarg, sizeof portarg, "%d", port);
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0 || chdir(dir) != 0) _exit(127);
+        execl(path, name, portarg, arg2, (char *)NULL);
+        _exit(127);
+    }
+    coil_time until = coil_now() + COIL_SEC(10);
+    int fd;
+    while ((fd = serve_connect(port)) < 0) {
+        ASSERT(coil_now() < until);
+        usleep(20 * 1000);
+    }
+    close(fd);
+    return pid;
+}
+
+static void stop_server(pid_t pid) {
+    ASSERT_EQ(kill(pid, SIGTERM), 0);
+    int status = serve_wait_exit(pid);
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0); /* drained and stopped */
+}
+
+TEST(http_server_answers_its_routes) {
+    serve_proc p;
+    serve_init(&p);
+    int port = free_port();
+    pid_t pid = start_server("http_server", p.dir, port, NULL);
+    serve_reply r;
+    serve_http(port, "GET", "/hello/ada", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_CONTAINS(r.body, "\"hello\":\"ada\"");
+    serve_reply_free(&r);
+    serve_http(port, "POST", "/signup?email=a@b", NULL, NULL, &r);
+    ASSERT_EQ(r.status, 202);
+    serve_reply_free(&r);
+    stop_server(pid);
+    serve_cleanup(&p);
+}
+
+TEST(jobs_server_runs_its_own_job_kind) {
+    serve_proc p;
+    serve_init(&p);
+    int port = free_port();
+    char data[128];
+    snprintf(data, sizeof data, "%s/jobs-data", p.dir);
+    pid_t pid = start_server("jobs_server", p.dir, port, data);
+    serve_reply r;
+    serve_http(port, "POST", "/jobs/primes.count", NULL, "{\"below\": 100000}", &r);
+    ASSERT_EQ(r.status, 202);
+    json_t *doc = serve_json(&r);
+    char path[96];
+    snprintf(path, sizeof path, "/jobs/%s/result", json_string_value(json_object_get(doc, "id")));
+    json_decref(doc);
+    serve_reply_free(&r);
+    coil_time until = coil_now() + COIL_SEC(30);
+    for (;;) {
+        serve_http(port, "GET", path, NULL, NULL, &r);
+        if (r.status == 200) break;
+        serve_reply_free(&r);
+        ASSERT(coil_now() < until);
+        usleep(50 * 1000);
+    }
+    ASSERT_CONTAINS(r.body, "\"primes\": 9592"); /* below 100,000 */
+    serve_reply_free(&r);
+    stop_server(pid);
+    serve_cleanup(&p);
+}
