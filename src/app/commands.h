@@ -12,6 +12,12 @@ int coil_cmd_worker(int argc, char **argv);
 /* coil migrate --store URL: creates or upgrades a store's schema (migrate.c). */
 int coil_cmd_migrate(int argc, char **argv);
 
+/* coil import titles|ratings FILE [...]: IMDB's TSV into SQLite (import.c). */
+int coil_cmd_import(int argc, char **argv);
+
+/* coil gen titles|ratings ROWS OUT: IMDB-format test data (import.c). */
+int coil_cmd_gen(int argc, char **argv);
+
 /* coil bench WHAT: benchmarks (bench/). */
 int coil_cmd_bench(int argc, char **argv);
 

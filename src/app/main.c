@@ -13,6 +13,8 @@ static void usage(FILE *out) {
             "  serve            run the HTTP server (coil serve --help)\n"
             "  worker           run jobs from a shared store (coil worker --help)\n"
             "  migrate          create or upgrade a job store's schema (coil migrate --help)\n"
+            "  import           IMDB's titles (or ratings) into SQLite (coil import --help)\n"
+            "  gen              IMDB-format test data: coil gen titles ROWS OUT.tsv.gz\n"
             "  bench runtime    measure the runtime (and asyncio/uvloop when installed)\n"
             "  version          print the version\n");
 }
@@ -32,6 +34,8 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "serve") == 0) return coil_cmd_serve(argc - 2, argv + 2);
     if (strcmp(argv[1], "worker") == 0) return coil_cmd_worker(argc - 2, argv + 2);
     if (strcmp(argv[1], "migrate") == 0) return coil_cmd_migrate(argc - 2, argv + 2);
+    if (strcmp(argv[1], "import") == 0) return coil_cmd_import(argc - 2, argv + 2);
+    if (strcmp(argv[1], "gen") == 0) return coil_cmd_gen(argc - 2, argv + 2);
 #ifdef COIL_HAVE_BENCH
     if (strcmp(argv[1], "bench") == 0) return coil_cmd_bench(argc - 2, argv + 2);
 #endif
