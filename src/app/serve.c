@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "app/commands.h"
+#include "app/titles_routes.h"
 #include "app/kinds.h"
 
 enum { MAX_DEMO_MS = 60000 };
@@ -380,6 +381,8 @@ static int run_http(serve_opts *o, coil_jobs *jobs) {
         return 1;
     }
     int err = add_routes(srv, o, jobs);
+    app_titles *titles = NULL;
+    if (!err && !o->worker) err = app_titles_mount(srv, o->data, &titles);
     if (err) {
         fprintf(stderr, "%s: adding routes: %s\n", cmd_name(o), coil_strerror(err));
         coil_http_server_free(srv);
@@ -396,6 +399,7 @@ static int run_http(serve_opts *o, coil_jobs *jobs) {
     atomic_store(&a.done, true);
     if (announcing) pthread_join(tid, NULL);
     coil_http_server_free(srv);
+    app_titles_free(titles);
     if (err) {
         fprintf(stderr, "%s: %s:%u: %s\n", cmd_name(o), o->host, (unsigned)o->port,
                 coil_strerror(err));

@@ -1,0 +1,20 @@
+/* app/titles_routes.h: the titles API of coil serve, over DATA/titles.db
+ * (made by coil import titles), through coil_db. */
+#ifndef COIL_APP_TITLES_ROUTES_H
+#define COIL_APP_TITLES_ROUTES_H
+
+#include <coil/coil.h>
+
+typedef struct app_titles app_titles;
+
+/* Adds GET /titles/{tconst} to `srv` if data_dir/titles.db exists (then
+ * *out is set; else NULL), and opens the database. Returns 0 or a
+ * negative errno (said on stderr). A plain thread, before the server
+ * runs; blocks. */
+int app_titles_mount(coil_http_server *srv, const char *data_dir, app_titles **out);
+
+/* After the server has stopped: closes the database. Blocks; a plain
+ * thread. NULL is fine. */
+void app_titles_free(app_titles *t);
+
+#endif
