@@ -10,6 +10,8 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,18 +19,31 @@
 
 #include "titles/tsv.h"
 
+enum { SEARCH_DEFAULT = 20, SEARCH_MAX = 100, QUERY_MAX = 256 };
+
+/* /titles/stats answers, computed once per database (the server's
+ * database changes only when it is reopened). */
+typedef struct stats_cache {
+    pthread_mutex_t lock;
+    char *json[3];                 /* by year, genre, type */
+} stats_cache;
+
 struct app_titles {
     char path[4096];
     coil_db *db;
+    stats_cache stats;
 };
 
-static const char get_sql[] =
-    "SELECT t.title_type, t.primary_title, t.original_title, t.is_adult, t.start_year,"
-    " t.end_year, t.runtime_minutes,"
-    " (SELECT json_group_array(g.name) FROM title_genres tg JOIN genres g ON g.id = tg.genre_id"
-    "  WHERE tg.title_id = t.id),"
+/* A title's columns, in title_json()'s order. */
+#define TITLE_COLUMNS                                                                        \
+    "t.title_type, t.primary_title, t.original_title, t.is_adult, t.start_year, t.end_year," \
+    " t.runtime_minutes, (SELECT json_group_array(g.name) FROM title_genres tg"              \
+    " JOIN genres g ON g.id = tg.genre_id WHERE tg.title_id = t.id),"                        \
     " r.average_rating, r.num_votes"
-    " FROM titles t LEFT JOIN ratings r ON r.title_id = t.id WHERE t.id = ?";
+
+static const char get_sql[] =
+    "SELECT " TITLE_COLUMNS " FROM titles t LEFT JOIN ratings r ON r.title_id = t.id"
+    " WHERE t.id = ?";
 
 static coil_result open_db(void *arg) {
     app_titles *t = arg;
@@ -50,6 +65,32 @@ static json_t *int_or_null(const coil_db_rows *rows, size_t col) {
                                                              : json_integer(coil_db_int(rows, col));
 }
 
+/* A title as the API answers it, from a row whose columns from `at` on
+ * are those of get_sql (then ratings, if asked). */
+static json_t *title_json(const coil_db_rows *rows, int64_t id, size_t at) {
+    char canonical[16];
+    titles_tconst(id, canonical, sizeof canonical);
+    json_t *doc = json_object();
+    json_object_set_new(doc, "tconst", json_string(canonical));
+    json_object_set_new(doc, "titleType", text_or_null(rows, at + 0));
+    json_object_set_new(doc, "primaryTitle", text_or_null(rows, at + 1));
+    json_object_set_new(doc, "originalTitle", text_or_null(rows, at + 2));
+    json_object_set_new(doc, "isAdult", coil_db_type_of(rows, at + 3) == COIL_DB_TYPE_NULL
+                                            ? json_null()
+                                            : json_boolean(coil_db_int(rows, at + 3) != 0));
+    json_object_set_new(doc, "startYear", int_or_null(rows, at + 4));
+    json_object_set_new(doc, "endYear", int_or_null(rows, at + 5));
+    json_object_set_new(doc, "runtimeMinutes", int_or_null(rows, at + 6));
+    const char *genres = coil_db_text(rows, at + 7, NULL);
+    json_t *g = genres ? json_loads(genres, 0, NULL) : NULL;
+    json_object_set_new(doc, "genres", g ? g : json_array());
+    if (coil_db_columns(rows) > at + 9 && coil_db_type_of(rows, at + 8) != COIL_DB_TYPE_NULL) {
+        json_object_set_new(doc, "averageRating", json_real(coil_db_real(rows, at + 8)));
+        json_object_set_new(doc, "numVotes", json_integer(coil_db_int(rows, at + 9)));
+    }
+    return doc;
+}
+
 static int get_title(coil_http_request *req, coil_http_response *res, void *arg) {
     app_titles *t = arg;
     const char *tconst = coil_http_param(req, "tconst");
@@ -63,29 +104,167 @@ static int get_title(coil_http_request *req, coil_http_response *res, void *arg)
         coil_db_rows_close(rows);
         return err < 0 ? err : coil_http_respond_error(res, 404, "no such title");
     }
-    char canonical[16];
-    titles_tconst(id, canonical, sizeof canonical);
-    json_t *doc = json_object();
-    json_object_set_new(doc, "tconst", json_string(canonical));
-    json_object_set_new(doc, "titleType", text_or_null(rows, 0));
-    json_object_set_new(doc, "primaryTitle", text_or_null(rows, 1));
-    json_object_set_new(doc, "originalTitle", text_or_null(rows, 2));
-    json_object_set_new(doc, "isAdult", coil_db_type_of(rows, 3) == COIL_DB_TYPE_NULL
-                                            ? json_null()
-                                            : json_boolean(coil_db_int(rows, 3) != 0));
-    json_object_set_new(doc, "startYear", int_or_null(rows, 4));
-    json_object_set_new(doc, "endYear", int_or_null(rows, 5));
-    json_object_set_new(doc, "runtimeMinutes", int_or_null(rows, 6));
-    const char *genres = coil_db_text(rows, 7, NULL);
-    json_t *g = genres ? json_loads(genres, 0, NULL) : NULL;
-    json_object_set_new(doc, "genres", g ? g : json_array());
-    if (coil_db_type_of(rows, 8) != COIL_DB_TYPE_NULL) {
-        json_object_set_new(doc, "averageRating", json_real(coil_db_real(rows, 8)));
-        json_object_set_new(doc, "numVotes", json_integer(coil_db_int(rows, 9)));
-    }
+    json_t *doc = title_json(rows, id, 0);
     coil_db_rows_close(rows);
     err = coil_http_respond_json(res, 200, doc);
     json_decref(doc);
+    return err;
+}
+
+/* ------------------------------------------------------------------ search */
+
+/* q as an FTS5 query that cannot be an FTS5 syntax error: its words (runs
+ * of letters and digits, any non-ASCII byte a letter), each quoted, all of
+ * them required. Returns how many words. */
+static int fts_query(const char *q, char *out, size_t cap) {
+    size_t len = 0;
+    int words = 0;
+    for (const unsigned char *p = (const unsigned char *)q; *p;) {
+        while (*p && *p < 0x80 && !((*p >= '0' && *p <= '9') || ((*p | 32) >= 'a' && (*p | 32) <= 'z')))
+            p++;
+        const unsigned char *start = p;
+        while (*p && (*p >= 0x80 || (*p >= '0' && *p <= '9') || ((*p | 32) >= 'a' && (*p | 32) <= 'z')))
+            p++;
+        size_t n = (size_t)(p - start);
+        if (!n) continue;
+        if (len + n + 4 >= cap) break;
+        len += (size_t)snprintf(out + len, cap - len, "%s\"%.*s\"", words ? " " : "", (int)n,
+                                (const char *)start);
+        words++;
+    }
+    out[len] = '\0';
+    return words;
+}
+
+/* A query parameter into buf: 1 if given, 0 if absent, -1 if too long. */
+static int param(coil_http_request *req, const char *name, char *buf, size_t cap) {
+    ssize_t n = coil_http_query_param(req, name, buf, cap);
+    if (n == -ENOENT) return 0;
+    return n >= 0 ? 1 : -1;
+}
+
+static bool all_digits(const char *s, size_t min, size_t max) {
+    size_t n = strlen(s);
+    if (n < min || n > max) return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9') return false;
+    return true;
+}
+
+static int search(coil_http_request *req, coil_http_response *res, void *arg) {
+    app_titles *t = arg;
+    char q[QUERY_MAX], fts[2 * QUERY_MAX], type[80], year[16], genre[48], limit_s[16], cursor[24];
+    int has_q = param(req, "q", q, sizeof q), has_type = param(req, "type", type, sizeof type),
+        has_year = param(req, "year", year, sizeof year),
+        has_genre = param(req, "genre", genre, sizeof genre),
+        has_limit = param(req, "limit", limit_s, sizeof limit_s),
+        has_cursor = param(req, "cursor", cursor, sizeof cursor);
+    if (has_q < 0 || has_type < 0 || has_year < 0 || has_genre < 0 || has_limit < 0 ||
+        has_cursor < 0)
+        return coil_http_respond_error(res, 400, "a query parameter is too long");
+    if (has_q && fts_query(q, fts, sizeof fts) == 0)
+        return coil_http_respond_error(res, 400, "q has no words to search for");
+    long limit = SEARCH_DEFAULT;
+    if (has_limit) {
+        if (!all_digits(limit_s, 1, 3) || (limit = atol(limit_s)) < 1 || limit > SEARCH_MAX)
+            return coil_http_respond_error(res, 400, "limit is 1 to 100");
+    }
+    if (has_year && !all_digits(year, 4, 4))
+        return coil_http_respond_error(res, 400, "year is 4 digits");
+    int64_t after = 0;
+    if (has_cursor && (after = titles_parse_tconst(cursor, strlen(cursor))) < 0)
+        return coil_http_respond_error(res, 400, "cursor is a next_cursor from an earlier page");
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "SELECT t.id, " TITLE_COLUMNS " FROM %s LEFT JOIN ratings r ON r.title_id = t.id"
+             " WHERE t.id > ?%s%s%s%s ORDER BY t.id LIMIT ?",
+             has_q ? "titles_fts f JOIN titles t ON t.id = f.rowid" : "titles t",
+             has_q ? " AND titles_fts MATCH ?" : "", has_type ? " AND t.title_type = ?" : "",
+             has_year ? " AND t.start_year = ?" : "",
+             has_genre ? " AND EXISTS (SELECT 1 FROM title_genres tg2 JOIN genres g2"
+                         " ON g2.id = tg2.genre_id WHERE tg2.title_id = t.id AND g2.name = ?)"
+                       : "");
+    coil_db_value args[6];
+    size_t n = 0;
+    args[n++] = COIL_DB_INT(after);
+    if (has_q) args[n++] = COIL_DB_TEXT(fts);
+    if (has_type) args[n++] = COIL_DB_TEXT(type);
+    if (has_year) args[n++] = COIL_DB_INT(atol(year));
+    if (has_genre) args[n++] = COIL_DB_TEXT(genre);
+    args[n++] = COIL_DB_INT(limit + 1); /* one more: is there a next page? */
+    coil_db_rows *rows;
+    int err = coil_db_query(t->db, sql, args, n, &rows);
+    if (err) return err;
+    json_t *list = json_array();
+    int64_t last = 0;
+    long got = 0;
+    bool more = false;
+    while ((err = coil_db_next(rows)) > 0) {
+        if (got == limit) {
+            more = true;
+            break;
+        }
+        last = coil_db_int(rows, 0);
+        json_array_append_new(list, title_json(rows, last, 1));
+        got++;
+    }
+    coil_db_rows_close(rows);
+    if (err < 0) {
+        json_decref(list);
+        return err;
+    }
+    char next[16];
+    titles_tconst(last, next, sizeof next);
+    json_t *doc = json_pack("{s:o,s:o}", "titles", list, "next_cursor",
+                            more ? json_string(next) : json_null());
+    err = coil_http_respond_json(res, 200, doc);
+    json_decref(doc);
+    return err;
+}
+
+/* ------------------------------------------------------------------ stats */
+
+static const char *const stats_by[] = {"year", "genre", "type"};
+static const char *const stats_sql[] = {
+    "SELECT start_year AS key, count(*) AS count FROM titles GROUP BY start_year"
+    " ORDER BY start_year",
+    "SELECT g.name AS key, count(*) AS count FROM title_genres tg JOIN genres g"
+    " ON g.id = tg.genre_id GROUP BY g.id ORDER BY count DESC, g.name",
+    "SELECT title_type AS key, count(*) AS count FROM titles GROUP BY title_type"
+    " ORDER BY count DESC, title_type",
+};
+
+/* The heavy route: an aggregation over every row. It runs on a reader
+ * connection's thread (the loop goes on) and is computed once. */
+static int stats(coil_http_request *req, coil_http_response *res, void *arg) {
+    app_titles *t = arg;
+    char by[16];
+    int which = -1;
+    if (param(req, "by", by, sizeof by) > 0)
+        for (int i = 0; i < 3; i++)
+            if (strcmp(by, stats_by[i]) == 0) which = i;
+    if (which < 0) return coil_http_respond_error(res, 400, "by is year, genre or type");
+    pthread_mutex_lock(&t->stats.lock);
+    char *cached = t->stats.json[which] ? strdup(t->stats.json[which]) : NULL;
+    pthread_mutex_unlock(&t->stats.lock);
+    if (!cached) {
+        char *rows;
+        int err = coil_db_query_json(t->db, stats_sql[which], COIL_DB_NO_ARGS, &rows, NULL);
+        if (err) return err;
+        size_t cap = strlen(rows) + 64;
+        cached = malloc(cap);
+        if (!cached) {
+            free(rows);
+            return -ENOMEM;
+        }
+        snprintf(cached, cap, "{\"by\":\"%s\",\"rows\":%s}", stats_by[which], rows);
+        free(rows);
+        pthread_mutex_lock(&t->stats.lock);
+        if (!t->stats.json[which]) t->stats.json[which] = strdup(cached);
+        pthread_mutex_unlock(&t->stats.lock);
+    }
+    int err = coil_http_respond(res, 200, "application/json", cached, strlen(cached));
+    free(cached);
     return err;
 }
 
@@ -98,10 +277,13 @@ int app_titles_mount(coil_http_server *srv, const char *data_dir, app_titles **o
     app_titles *t = calloc(1, sizeof *t);
     if (!t) return -ENOMEM;
     memcpy(t->path, path, sizeof path);
+    pthread_mutex_init(&t->stats.lock, NULL);
     coil_result r;
     int err = coil_run(open_db, t, &r);
     if (!err) err = r.err;
     if (!err) err = coil_http_route(srv, "GET", "/titles/{tconst}", get_title, t, 0);
+    if (!err) err = coil_http_route(srv, "GET", "/titles", search, t, 0);
+    if (!err) err = coil_http_route(srv, "GET", "/titles/stats", stats, t, 0);
     if (err) {
         app_titles_free(t);
         return err;
@@ -118,5 +300,7 @@ static coil_result close_db(void *arg) {
 void app_titles_free(app_titles *t) {
     if (!t) return;
     if (t->db) coil_run(close_db, t->db, NULL); /* a loop of its own, for the close */
+    for (int i = 0; i < 3; i++) free(t->stats.json[i]);
+    pthread_mutex_destroy(&t->stats.lock);
     free(t);
 }

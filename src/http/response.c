@@ -336,15 +336,19 @@ int coil_http_respond_text(coil_http_response *res, int status, const char *text
     return coil_http_respond(res, status, text_plain, text, strlen(text));
 }
 
+/* 15 significant digits: a decimal like 4.7 comes out as 4.7, not as
+ * 4.7000000000000002 (what 17 digits show of its double). */
+#define JSON_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15))
+
 int coil_http_respond_json(coil_http_response *res, int status, const void *json) {
     if (!json) return -EINVAL;
     char stack[JSON_STACK];
-    size_t n = json_dumpb(json, stack, sizeof stack, JSON_COMPACT | JSON_ENCODE_ANY);
+    size_t n = json_dumpb(json, stack, sizeof stack, JSON_FLAGS);
     if (n == 0) return -EINVAL;
     char *doc = stack;
     if (n > sizeof stack) {
         if (!(doc = malloc(n))) return -ENOMEM;
-        if (json_dumpb(json, doc, n, JSON_COMPACT | JSON_ENCODE_ANY) != n) {
+        if (json_dumpb(json, doc, n, JSON_FLAGS) != n) {
             free(doc);
             return -EINVAL;
         }

@@ -79,3 +79,83 @@ TEST(titles_are_served_with_imdb_names_and_errors) {
     serve_stop(&p);
     serve_cleanup(&p);
 }
+
+/* The tconsts of a /titles answer, comma-joined, and its next_cursor. */
+static void titles_of(int port, const char *path, char *ids, size_t cap, char *next, size_t ncap) {
+    serve_reply r;
+    serve_get(port, path, &r);
+    if (r.status != 200) coil_test_fail(__FILE__, __LINE__, "GET %s: %d %s", path, r.status, r.body);
+    json_t *doc = serve_json(&r);
+    json_t *list = json_object_get(doc, "titles");
+    ASSERT(json_is_array(list));
+    size_t len = 0;
+    ids[0] = '\0';
+    for (size_t i = 0; i < json_array_size(list); i++)
+        len += (size_t)snprintf(ids + len, cap - len, "%s%s", i ? "," : "",
+                                json_string_value(json_object_get(json_array_get(list, i), "tconst")));
+    json_t *c = json_object_get(doc, "next_cursor");
+    snprintf(next, ncap, "%s", json_is_string(c) ? json_string_value(c) : "");
+    json_decref(doc);
+    serve_reply_free(&r);
+}
+
+TEST(search_filters_and_pages_and_stats_count) {
+    serve_proc p;
+    serve_init(&p);
+    ASSERT_EQ(mkdir(p.data, 0755), 0);
+    char src[128];
+    snprintf(src, sizeof src, "%s/t.tsv", p.dir);
+    write_text(src, "tconst\ttitleType\tprimaryTitle\toriginalTitle\tisAdult\tstartYear\tendYear\t"
+                    "runtimeMinutes\tgenres\n"
+                    "tt0000001\tmovie\tThe Night Train\tx\t0\t1999\t\\N\t90\tDrama\n"
+                    "tt0000002\tmovie\tNight of the Caf\xc3\xa9\tx\t0\t2001\t\\N\t90\tComedy\n"
+                    "tt0000003\tshort\tA Night Out\tx\t0\t1999\t\\N\t9\tDrama,Comedy\n"
+                    "tt0000004\tmovie\tDay Train\tx\t0\t1999\t\\N\t90\tDrama\n"
+                    "tt0000005\tmovie\tnight night\tx\t0\t\\N\t\\N\t90\t\\N\n");
+    coil_ok_run((const char *const[]){"import", "titles", src, "--data", p.data, NULL});
+    serve_launch(&p, (const char *const[]){"--job-workers", "1", NULL});
+    char ids[256], next[32];
+    titles_of(p.port, "/titles?q=night", ids, sizeof ids, next, sizeof next);
+    ASSERT_STR_EQ(ids, "tt0000001,tt0000002,tt0000003,tt0000005");
+    ASSERT_STR_EQ(next, "");
+    titles_of(p.port, "/titles?q=night+train", ids, sizeof ids, next, sizeof next);
+    ASSERT_STR_EQ(ids, "tt0000001"); /* every word */
+    titles_of(p.port, "/titles?q=cafe", ids, sizeof ids, next, sizeof next);
+    ASSERT_STR_EQ(ids, "tt0000002"); /* accents folded */
+    titles_of(p.port, "/titles?q=%22night%22+OR+(", ids, sizeof ids, next, sizeof next);
+    ASSERT_STR_EQ(ids, ""); /* FTS5 syntax in q is words, not an error: "or" is not in a title */
+    titles_of(p.port, "/titles?type=movie&year=1999", ids, sizeof ids, next, sizeof next);
+    ASSERT_STR_EQ(ids, "tt0000001,tt0000004");
+    titles_of(p.port, "/titles?genre=Comedy&q=night", ids, sizeof ids, next, sizeof next);
+    ASSERT_STR_EQ(ids, "tt0000002,tt0000003");
+    /* Keyset pages of 2. */
+    titles_of(p.port, "/titles?limit=2", ids, sizeof ids, next, sizeof next);
+    ASSERT_STR_EQ(ids, "tt0000001,tt0000002");
+    ASSERT_STR_EQ(next, "tt0000002");
+    titles_of(p.port, "/titles?limit=2&cursor=tt0000002", ids, sizeof ids, next, sizeof next);
+    ASSERT_STR_EQ(ids, "tt0000003,tt0000004");
+    titles_of(p.port, "/titles?limit=2&cursor=tt0000004", ids, sizeof ids, next, sizeof next);
+    ASSERT_STR_EQ(ids, "tt0000005");
+    ASSERT_STR_EQ(next, "");
+    serve_expect(p.port, "/titles?limit=0", 400, NULL);
+    serve_expect(p.port, "/titles?limit=101", 400, NULL);
+    serve_expect(p.port, "/titles?year=99", 400, NULL);
+    serve_expect(p.port, "/titles?cursor=x", 400, NULL);
+    serve_expect(p.port, "/titles?q=%21%21", 400, NULL); /* no words */
+    /* Stats: every row counted, the same answer twice (the second cached). */
+    for (int round = 0; round < 2; round++) {
+        serve_expect(p.port, "/titles/stats?by=year", 200,
+                     "{\"by\":\"year\",\"rows\":[{\"key\":null,\"count\":1},{\"key\":1999,\"count\":3},"
+                     "{\"key\":2001,\"count\":1}]}");
+        serve_expect(p.port, "/titles/stats?by=genre", 200,
+                     "{\"by\":\"genre\",\"rows\":[{\"key\":\"Drama\",\"count\":3},"
+                     "{\"key\":\"Comedy\",\"count\":2}]}");
+        serve_expect(p.port, "/titles/stats?by=type", 200,
+                     "{\"by\":\"type\",\"rows\":[{\"key\":\"movie\",\"count\":4},"
+                     "{\"key\":\"short\",\"count\":1}]}");
+    }
+    serve_expect(p.port, "/titles/stats?by=nope", 400, NULL);
+    serve_expect(p.port, "/titles/stats", 400, NULL);
+    serve_stop(&p);
+    serve_cleanup(&p);
+}
