@@ -69,6 +69,7 @@ bench:
 	$(RELEASE)/coil bench pool
 	$(RELEASE)/coil bench jobs
 	$(RELEASE)/coil bench jobs --store postgres
+	$(RELEASE)/coil bench import
 
 # The HTTP parser under libFuzzer, ASan and UBSan, for FUZZ_TIME seconds,
 # from the seeds in fuzz/corpus/http (new finds go to build/fuzz/corpus).

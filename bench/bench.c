@@ -13,7 +13,8 @@ int coil_cmd_bench(int argc, char **argv) {
                         "       coil bench http [--quick] [--no-anchors]\n"
                         "       coil bench store [--quick] [--dir DIR]\n"
                         "       coil bench pool [--quick]\n"
-                        "       coil bench jobs [--store sqlite|postgres] [--quick] [--no-anchors]\n");
+                        "       coil bench jobs [--store sqlite|postgres] [--quick] [--no-anchors]\n"
+                        "       coil bench import [--quick] [--no-anchors]\n");
         return 2;
     }
     if (strcmp(argv[0], "runtime") == 0) return coil_bench_runtime(argc - 1, argv + 1);
@@ -22,6 +23,7 @@ int coil_cmd_bench(int argc, char **argv) {
     if (strcmp(argv[0], "store") == 0) return coil_bench_store(argc - 1, argv + 1);
     if (strcmp(argv[0], "pool") == 0) return coil_bench_pool(argc - 1, argv + 1);
     if (strcmp(argv[0], "jobs") == 0) return coil_bench_jobs(argc - 1, argv + 1);
+    if (strcmp(argv[0], "import") == 0) return coil_bench_import(argc - 1, argv + 1);
     fprintf(stderr, "coil bench: unknown benchmark '%s'\n", argv[0]);
     return 2;
 }

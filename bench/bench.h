@@ -26,5 +26,9 @@ int coil_bench_jobs(int argc, char **argv);
  * after a node's SIGKILL, against graphile-worker and pg-boss on the same
  * server (bench_jobs_pg.c). */
 int coil_bench_jobs_pg(int argc, char **argv);
+/* coil bench import [--quick] [--no-anchors]: coil import titles against
+ * pandas, the sqlite3 CLI and plain Python, the titles routes against
+ * FastAPI, /health during an import and the stats (bench_import.c). */
+int coil_bench_import(int argc, char **argv);
 
 #endif

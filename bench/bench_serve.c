@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,13 +329,18 @@ static double nearest_rank(const double *sorted, size_t n, double q) {
 
 bool coil_bench_measure_get(uint16_t port, const char *path, int secs, long pause_us,
                             coil_bench_latency *out) {
+    return coil_bench_measure_get_while(port, path, secs, pause_us, NULL, out);
+}
+
+bool coil_bench_measure_get_while(uint16_t port, const char *path, int secs, long pause_us,
+                                  const atomic_bool *stop, coil_bench_latency *out) {
     *out = (coil_bench_latency){0};
     size_t cap = 1 << 16, n = 0;
     double *lat = malloc(cap * sizeof *lat);
     if (!lat) return false;
     coil_bench_conn c = {.port = port, .fd = -1};
     double end = coil_bench_now_s() + secs;
-    while (coil_bench_now_s() < end && out->failures < 100) {
+    while (coil_bench_now_s() < end && out->failures < 100 && !(stop && atomic_load(stop))) {
         double t0 = coil_bench_now_s();
         int status = coil_bench_conn_get(&c, path);
         double t1 = coil_bench_now_s();

@@ -109,6 +109,9 @@ typedef struct coil_bench_latency {
  * if no request succeeded. */
 bool coil_bench_measure_get(uint16_t port, const char *path, int secs, long pause_us,
                             coil_bench_latency *out);
+/* Same, ending early once *stop is set (by another thread). */
+bool coil_bench_measure_get_while(uint16_t port, const char *path, int secs, long pause_us,
+                                  const atomic_bool *stop, coil_bench_latency *out);
 
 /* ------------------------------------------------------------------ servers */
 

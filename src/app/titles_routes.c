@@ -174,16 +174,24 @@ static int search(coil_http_request *req, coil_http_response *res, void *arg) {
     int64_t after = 0;
     if (has_cursor && (after = titles_parse_tconst(cursor, strlen(cursor))) < 0)
         return coil_http_respond_error(res, 400, "cursor is a next_cursor from an earlier page");
-    char sql[1024];
+    /* The page's ids first (the FTS5 index gives them in rowid order),
+     * then their columns: the genres' subquery runs for the page alone. */
+    char sql[1536];
+    bool filters = has_type || has_year || has_genre;
+    const char *id = has_q ? "f.rowid" : "t.id";
     snprintf(sql, sizeof sql,
-             "SELECT t.id, " TITLE_COLUMNS " FROM %s LEFT JOIN ratings r ON r.title_id = t.id"
-             " WHERE t.id > ?%s%s%s%s ORDER BY t.id LIMIT ?",
-             has_q ? "titles_fts f JOIN titles t ON t.id = f.rowid" : "titles t",
+             "SELECT t.id, " TITLE_COLUMNS " FROM (SELECT %s AS id FROM %s%s"
+             " WHERE %s > ?%s%s%s%s ORDER BY %s LIMIT ?) page"
+             " JOIN titles t ON t.id = page.id LEFT JOIN ratings r ON r.title_id = t.id"
+             " ORDER BY t.id",
+             id, has_q ? "titles_fts f" : "titles t",
+             has_q && filters ? " JOIN titles t ON t.id = f.rowid" : "", id,
              has_q ? " AND titles_fts MATCH ?" : "", has_type ? " AND t.title_type = ?" : "",
              has_year ? " AND t.start_year = ?" : "",
              has_genre ? " AND EXISTS (SELECT 1 FROM title_genres tg2 JOIN genres g2"
                          " ON g2.id = tg2.genre_id WHERE tg2.title_id = t.id AND g2.name = ?)"
-                       : "");
+                       : "",
+             id);
     coil_db_value args[6];
     size_t n = 0;
     args[n++] = COIL_DB_INT(after);
