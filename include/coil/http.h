@@ -54,6 +54,9 @@ typedef struct coil_http_config {
     coil_time shutdown_grace;    /* in-flight requests get this long at shutdown, default 10 s */
     bool access_log;             /* one JSON line per request to stderr, default true */
     bool handle_signals;         /* SIGTERM/SIGINT start a graceful shutdown, default true */
+    const char *const *trusted_proxies; /* NULL-terminated peer addresses ("10.0.0.7",
+                                   "::1") whose X-Forwarded-For is believed; default
+                                   none. Borrowed: kept alive while the server runs */
 } coil_http_config;
 
 /* Fills `cfg` with the defaults above. */
@@ -157,6 +160,12 @@ COIL_EXTERN const char *coil_http_header(const coil_http_request *req, const cha
 COIL_EXTERN size_t coil_http_header_count(const coil_http_request *req);
 COIL_EXTERN int coil_http_header_at(const coil_http_request *req, size_t i, const char **name,
                                     const char **value);
+/* The client's address as text ("192.0.2.7", "2001:db8::1"): the peer of
+ * the connection, or, when that peer is one of cfg.trusted_proxies, the
+ * last address of X-Forwarded-For that is not a trusted proxy (a client
+ * cannot forge its way past the proxies it came through). "" if unknown
+ * (a Unix socket). Valid while the request is. Does not suspend. */
+COIL_EXTERN const char *coil_http_client_addr(const coil_http_request *req);
 /* A route parameter ("id" for "/titles/{id}") or NULL. */
 COIL_EXTERN const char *coil_http_param(const coil_http_request *req, const char *name);
 /* A query parameter, percent-decoded into `buf`. Returns its length, -ENOENT,

@@ -64,6 +64,8 @@ typedef struct serve_opts {
     const char *data;             /* data directory */
     const char *store;            /* --store: a URL, or NULL (SQLite in data) */
     char kinds_buf[1024];         /* --kinds, split in place */
+    const char *proxies[17];      /* --trusted-proxy, NULL-terminated */
+    size_t nproxies;
     const char *kinds[64];        /* NULL-terminated, or kinds[0] NULL: any */
     bool pg;                      /* --store names PostgreSQL */
     bool worker;                  /* coil worker */
@@ -85,7 +87,7 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: coil serve [--listen HOST:PORT] [--data DIR] [--store URL] [--workers N]\n"
             "                  [--job-workers N] [--demo-unsafe] [--stall-ms N]\n"
-            "                  [--lease-ms N] [--no-access-log]\n"
+            "                  [--lease-ms N] [--trusted-proxy ADDR]... [--no-access-log]\n"
             "       coil worker --store URL [--job-workers N] [--kinds a,b] [--listen HOST:PORT]\n"
             "                  [--lease-ms N]\n"
             "\n"
@@ -105,10 +107,72 @@ static void usage(FILE *out) {
             "  --lease-ms N        PostgreSQL: a node silent this long is presumed dead\n"
             "                      and its jobs rescued (default 5000, at least 500); the\n"
             "                      heartbeat renews it every fifth of that, 1 s at most\n"
+            "  --trusted-proxy A   believe X-Forwarded-For from the proxy at address A\n"
+            "                      (repeatable): it names the client, in the access log\n"
+            "                      and GET /whoami\n"
             "  --no-access-log     do not log each request to stderr\n");
 }
 
 /* ------------------------------------------------------------------ handlers */
+
+/* The seed's "user info accessible from any part of the code": a
+ * middleware puts it in a task-local, which every subtask of the handler
+ * inherits and every function it offloads to the thread pool can read. */
+typedef struct user_info {
+    const char *request_id;
+    const char *client;           /* coil_http_client_addr */
+    const char *user;             /* the X-User header, or "anonymous" */
+} user_info;
+
+COIL_LOCAL_KEY(user_info_key, "user info");
+
+static int user_info_mw(coil_http_request *req, coil_http_response *res, void *arg) {
+    (void)arg;
+    const char *user = coil_http_header(req, "X-User");
+    user_info info = {.request_id = coil_http_request_id(req),
+                      .client = coil_http_client_addr(req),
+                      .user = user && *user ? user : "anonymous"};
+    int err = coil_local_set(&user_info_key, &info); /* alive until the chain returns */
+    if (err) return err;
+    err = coil_http_next(req, res);
+    coil_local_set(&user_info_key, NULL);
+    return err;
+}
+
+static json_t *user_info_json(const char *seen_in) {
+    const user_info *u = coil_local_get(&user_info_key);
+    return u ? json_pack("{s:s,s:s?,s:s,s:s}", "seen_in", seen_in, "request_id", u->request_id,
+                         "client", u->client, "user", u->user)
+             : json_pack("{s:s,s:n}", "seen_in", seen_in, "user");
+}
+
+static coil_result whoami_child(void *arg) {
+    (void)arg;
+    return coil_ok(user_info_json("a subtask"));
+}
+
+static void *whoami_offloaded(void *arg) {
+    (void)arg;
+    return user_info_json("a thread-pool function");
+}
+
+/* What the request's user info is, as the handler, a subtask and an
+ * offloaded function each see it. */
+static int whoami(coil_http_request *req, coil_http_response *res, void *arg) {
+    (void)req;
+    (void)arg;
+    json_t *seen = json_array();
+    json_array_append_new(seen, user_info_json("the handler"));
+    coil_task *t = coil_spawn(whoami_child, NULL);
+    coil_result r = {0};
+    if (t && coil_join(t, &r) == 0 && r.value) json_array_append_new(seen, r.value);
+    void *v = NULL;
+    if (coil_to_thread(whoami_offloaded, NULL, &v) == 0 && v) json_array_append_new(seen, v);
+    json_t *doc = json_pack("{s:o}", "seen", seen);
+    int err = coil_http_respond_json(res, 200, doc);
+    json_decref(doc);
+    return err;
+}
 
 /* "ok", or 503 while the job store cannot be reached (PostgreSQL down). */
 static int health(coil_http_request *req, coil_http_response *res, void *arg) {
@@ -275,6 +339,10 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
         } else if (strcmp(a, "--store") == 0 && v[0]) {
             o->store = v;
             i++;
+        } else if (strcmp(a, "--trusted-proxy") == 0 && v[0] && o->nproxies < 16) {
+            o->proxies[o->nproxies++] = v;
+            o->proxies[o->nproxies] = NULL;
+            i++;
         } else if (strcmp(a, "--kinds") == 0 && v[0] && strlen(v) < sizeof o->kinds_buf) {
             snprintf(o->kinds_buf, sizeof o->kinds_buf, "%s", v);
             size_t k = 0;
@@ -354,6 +422,8 @@ static int add_routes(coil_http_server *srv, const serve_opts *o, coil_jobs *job
     int err = coil_http_route(srv, "GET", "/health", health, jobs, 0);
     if (!err) err = coil_http_route(srv, "GET", "/metrics", coil_http_metrics, NULL, 0);
     if (o->worker) return err; /* a worker node serves nothing else */
+    if (!err) err = coil_http_use(srv, user_info_mw, NULL);
+    if (!err) err = coil_http_route(srv, "GET", "/whoami", whoami, NULL, 0);
     if (!err) err = coil_http_route(srv, "GET", "/hello", hello, NULL, 0);
     if (!err) err = coil_http_route(srv, "GET", "/demo/sleep", demo_sleep, NULL, 0);
     if (!err)
@@ -373,6 +443,7 @@ static int run_http(serve_opts *o, coil_jobs *jobs) {
     cfg.workers = o->workers;
     cfg.access_log = o->access_log;
     cfg.handle_signals = true;
+    cfg.trusted_proxies = o->nproxies ? o->proxies : NULL;
     /* A report.pdf of 100,000 rows is a payload of a few MiB. */
     cfg.max_body = SERVE_MAX_BODY;
     coil_http_server *srv = coil_http_server_new(&cfg);

@@ -50,6 +50,8 @@
  */
 #include "http/core.h"
 
+#include <arpa/inet.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,6 +152,7 @@ static void open_gate(coil__http_conn *c) {
 static void begin_request(coil__http_conn *c) {
     coil__arena_reset(&c->arena);
     coil__http_request_init(&c->req, &c->arena, c->w->srv);
+    c->req.peer = c->peer;
     coil__http_response_init(&c->res, c, &c->req);
     coil__http_parser_begin(&c->parser, &c->req);
     c->continue_sent = false;
@@ -374,6 +377,18 @@ static void serve(coil__http_conn *c) {
     }
 }
 
+/* The peer's address as text (no port), "" for a Unix socket. */
+static void peer_text(coil_stream *s, char *out, size_t cap) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    out[0] = '\0';
+    if (coil_stream_peername(s, (struct sockaddr *)&ss, &len) != 0) return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)cap);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)cap);
+}
+
 coil_result coil__http_conn_main(void *arg) {
     coil__http_worker *w = coil__http_current_worker;
     coil__http_conn *c = malloc(sizeof *c);
@@ -386,6 +401,7 @@ coil_result coil__http_conn_main(void *arg) {
     c->w = w;
     c->s = arg;
     c->task = coil_current();
+    peer_text(c->s, c->peer, sizeof c->peer);
     coil__arena_init(&c->arena, c->arena_buf, sizeof c->arena_buf);
     coil__http_parser_init(&c->parser, &w->srv->limits);
     coil__list_push_back(&w->conn_list, &c->link);

@@ -167,6 +167,7 @@ struct coil__http_conn {
     bool gone;                      /* the client disconnected */
     bool continue_sent;             /* 100 Continue went out */
     struct coil__http_gate *gate;   /* background work waiting for the response */
+    char peer[48];                  /* the peer's address as text, "" if none */
     _Alignas(16) char arena_buf[4096]; /* the arena's first chunk */
 };
 

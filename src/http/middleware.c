@@ -334,6 +334,8 @@ int coil_http_mw_access_log(coil_http_request *req, coil_http_response *res, voi
     put_time(&l);
     puts_(&l, ",\"request_id\":");
     put_json_str(&l, coil_http_request_id(req), 128);
+    puts_(&l, ",\"client\":");
+    put_json_str(&l, coil_http_client_addr(req), 64);
     puts_(&l, ",\"method\":");
     put_json_str(&l, coil_http_method(req), 32);
     puts_(&l, ",\"path\":");

@@ -80,6 +80,8 @@ struct coil_http_request {
     size_t body_len;
     coil__http_param *params;       /* route parameters */
     const char *id;                 /* request ID, NULL until set */
+    const char *peer;               /* the connection's peer address ("" if none) */
+    const char *client;             /* coil_http_client_addr's answer, once asked (arena) */
     coil__http_work *work, **work_tail; /* background work, in order */
     coil_time start;                /* when its first byte was seen */
     uint64_t content_length;        /* declared body length (not chunked) */

@@ -11,6 +11,7 @@
  * twice. They may be called from a blocking handler's pool thread, since
  * the request's task is parked meanwhile and nothing else touches it.
  */
+#include "http/core.h"
 #include "http/parser.h"
 
 #include <stdlib.h>
@@ -223,6 +224,61 @@ int coil_http_header_at(const coil_http_request *req, size_t i, const char **nam
 const void *coil_http_body(const coil_http_request *req, size_t *len) {
     if (len) *len = req->body_len;
     return req->body;
+}
+
+/* ------------------------------------------------------------------ the client */
+
+static bool trusted(const coil_http_server *srv, const char *addr, size_t len) {
+    for (const char *const *p = srv->cfg.trusted_proxies; p && *p; p++)
+        if (strlen(*p) == len && memcmp(*p, addr, len) == 0) return true;
+    return false;
+}
+
+/* The hop before `end` in the X-Forwarded-For headers (in arrival order,
+ * each a comma-separated list), skipping spaces: *at and *len, or false
+ * if there is none. `hop` counts from the right, 0 the last. */
+static bool xff_hop(const coil_http_request *req, size_t hop, const char **at, size_t *len) {
+    /* Collect the hops right to left, header by header from the last. */
+    size_t seen = 0;
+    for (size_t h = req->nheaders; h-- > 0;) {
+        const coil__http_header *hd = &req->headers[h];
+        if (strcasecmp(hd->name, "X-Forwarded-For") != 0) continue;
+        const char *v = hd->value, *end = v + strlen(v);
+        while (end > v) {
+            const char *comma = end;
+            while (comma > v && comma[-1] != ',') comma--;
+            const char *a = comma, *b = end;
+            while (a < b && (*a == ' ' || *a == '\t')) a++;
+            while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+            if (b > a && seen++ == hop) {
+                *at = a;
+                *len = (size_t)(b - a);
+                return true;
+            }
+            end = comma > v ? comma - 1 : v;
+        }
+    }
+    return false;
+}
+
+const char *coil_http_client_addr(const coil_http_request *req) {
+    if (req->client) return req->client;
+    const char *addr = req->peer ? req->peer : "";
+    size_t len = strlen(addr);
+    /* From the peer leftwards, past every trusted proxy. */
+    for (size_t hop = 0; trusted(req->server, addr, len); hop++) {
+        const char *a;
+        size_t n;
+        if (!xff_hop(req, hop, &a, &n)) break;
+        addr = a;
+        len = n;
+    }
+    char *copy = coil__arena_alloc(req->arena, len + 1);
+    if (!copy) return req->peer ? req->peer : "";
+    memcpy(copy, addr, len);
+    copy[len] = '\0';
+    ((coil_http_request *)req)->client = copy; /* a cache; the request is the caller's */
+    return copy;
 }
 
 const char *coil_http_param(const coil_http_request *req, const char *name) {

@@ -226,3 +226,52 @@ TEST(serve_blocking_handlers_leave_the_loop_free) {
     serve_stop(&p);
     serve_cleanup(&p);
 }
+
+/* The client's address, X-Forwarded-For believed only from a trusted proxy,
+ * and the user info a middleware sets, as a subtask and a thread-pool
+ * function see it. */
+TEST(whoami_names_the_client_and_its_user_everywhere) {
+    serve_proc p;
+    serve_start(&p, (const char *const[]){"--job-workers", "1", NULL});
+    serve_reply r;
+    serve_http(p.port, "GET", "/whoami", "X-User: ada\r\nX-Forwarded-For: 203.0.113.9\r\n", NULL,
+               &r);
+    ASSERT_EQ(r.status, 200);
+    json_t *doc = serve_json(&r);
+    json_t *seen = json_object_get(doc, "seen");
+    ASSERT_EQ(json_array_size(seen), 3);
+    for (size_t i = 0; i < 3; i++) {
+        json_t *s = json_array_get(seen, i);
+        ASSERT_STR_EQ(json_string_value(json_object_get(s, "user")), "ada");
+        /* Not a trusted proxy: its X-Forwarded-For is not believed. */
+        ASSERT_STR_EQ(json_string_value(json_object_get(s, "client")), "127.0.0.1");
+        ASSERT(json_string_value(json_object_get(s, "request_id")) != NULL);
+    }
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(seen, 1), "seen_in")),
+                  "a subtask");
+    ASSERT_STR_EQ(json_string_value(json_object_get(json_array_get(seen, 2), "seen_in")),
+                  "a thread-pool function");
+    json_decref(doc);
+    serve_reply_free(&r);
+    serve_stop(&p);
+    /* Behind a trusted proxy: the client it names, past other trusted hops. */
+    serve_launch(&p, (const char *const[]){"--job-workers", "1", "--trusted-proxy", "127.0.0.1",
+                                           "--trusted-proxy", "10.0.0.2", NULL});
+    serve_http(p.port, "GET", "/whoami",
+               "X-Forwarded-For: 198.51.100.1, 203.0.113.9\r\nX-Forwarded-For: 10.0.0.2\r\n", NULL,
+               &r);
+    ASSERT_EQ(r.status, 200);
+    doc = serve_json(&r);
+    json_t *first = json_array_get(json_object_get(doc, "seen"), 0);
+    ASSERT_STR_EQ(json_string_value(json_object_get(first, "client")), "203.0.113.9");
+    ASSERT_STR_EQ(json_string_value(json_object_get(first, "user")), "anonymous");
+    json_decref(doc);
+    serve_reply_free(&r);
+    serve_stop(&p);
+    /* The access log carries the client. */
+    char *log = serve_read_log(&p);
+    ASSERT_CONTAINS(log, "\"client\":\"203.0.113.9\"");
+    ASSERT_CONTAINS(log, "\"client\":\"127.0.0.1\"");
+    free(log);
+    serve_cleanup(&p);
+}
