@@ -4,7 +4,9 @@
  * and only this request waits; /health and every other request of the
  * loop go on. The database opens before the server starts (a loop of its
  * own on the main thread: a coil_db serves tasks of every loop) and
- * closes after it.
+ * closes after it. When coil import swaps a new titles.db in, requests
+ * move to it within a second (titles_gen below); the old one serves the
+ * requests already on it, then closes.
  */
 #include "app/titles_routes.h"
 
@@ -15,24 +17,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "titles/tsv.h"
 
 enum { SEARCH_DEFAULT = 20, SEARCH_MAX = 100, QUERY_MAX = 256 };
 
-/* /titles/stats answers, computed once per database (the server's
- * database changes only when it is reopened). */
-typedef struct stats_cache {
-    pthread_mutex_t lock;
-    char *json[3];                 /* by year, genre, type */
-} stats_cache;
+/* One database file as opened: coil import replaces titles.db by a
+ * rename, so a new file (a new inode) is a new generation. Requests hold
+ * the generation they started on; the last one out closes a retired one. */
+typedef struct titles_gen {
+    coil_db *db;
+    dev_t dev;
+    ino_t ino;
+    int refs;                      /* requests using it (app_titles.lock) */
+    char *stats[3];                /* /titles/stats answers by year, genre, type */
+} titles_gen;
 
 struct app_titles {
     char path[4096];
-    coil_db *db;
-    stats_cache stats;
+    pthread_mutex_t lock;          /* guards current, refs, stats, checked_at */
+    titles_gen *current;
+    coil_time checked_at;          /* when the file was last looked at */
 };
+
+/* How often a request looks whether titles.db was replaced. */
+#define RECHECK COIL_SEC(1)
 
 /* A title's columns, in title_json()'s order. */
 #define TITLE_COLUMNS                                                                        \
@@ -45,14 +56,75 @@ static const char get_sql[] =
     "SELECT " TITLE_COLUMNS " FROM titles t LEFT JOIN ratings r ON r.title_id = t.id"
     " WHERE t.id = ?";
 
-static coil_result open_db(void *arg) {
-    app_titles *t = arg;
+/* Opens the file at t->path as a new generation. Suspends. */
+static titles_gen *gen_open(app_titles *t) {
+    struct stat st;
+    if (stat(t->path, &st) != 0) return NULL;
+    titles_gen *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->dev = st.st_dev;
+    g->ino = st.st_ino;
     coil_db_config cfg;
     coil_db_config_init(&cfg);
     cfg.read_only = true; /* coil import writes it; the server only reads */
-    int err = coil_db_open(t->path, &cfg, &t->db);
-    if (err) fprintf(stderr, "coil serve: %s: %s\n", t->path, coil_db_error());
-    return coil_fail(err);
+    if (coil_db_open(t->path, &cfg, &g->db) != 0) {
+        fprintf(stderr, "coil serve: %s: %s\n", t->path, coil_db_error());
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+/* Closes a generation nobody uses. Suspends. */
+static void gen_close(titles_gen *g) {
+    coil_db_close(g->db);
+    for (int i = 0; i < 3; i++) free(g->stats[i]);
+    free(g);
+}
+
+/* Once a second at most: if titles.db is another file now (an import
+ * swapped it in), opens it and makes it current. Suspends. */
+static void maybe_swap(app_titles *t) {
+    coil_time now = coil_now();
+    pthread_mutex_lock(&t->lock);
+    bool due = now - t->checked_at >= RECHECK;
+    if (due) t->checked_at = now;
+    dev_t dev = t->current->dev;
+    ino_t ino = t->current->ino;
+    pthread_mutex_unlock(&t->lock);
+    struct stat st;
+    if (!due || stat(t->path, &st) != 0 || (st.st_dev == dev && st.st_ino == ino)) return;
+    titles_gen *fresh = gen_open(t);
+    if (!fresh) return; /* the old one serves on */
+    pthread_mutex_lock(&t->lock);
+    titles_gen *old = t->current;
+    t->current = fresh;
+    bool unused = old->refs == 0;
+    pthread_mutex_unlock(&t->lock);
+    if (unused) gen_close(old);
+}
+
+/* The current generation, held for a request. */
+static titles_gen *gen_hold(app_titles *t) {
+    maybe_swap(t);
+    pthread_mutex_lock(&t->lock);
+    titles_gen *g = t->current;
+    g->refs++;
+    pthread_mutex_unlock(&t->lock);
+    return g;
+}
+
+static void gen_release(app_titles *t, titles_gen *g) {
+    pthread_mutex_lock(&t->lock);
+    bool retired = --g->refs == 0 && g != t->current;
+    pthread_mutex_unlock(&t->lock);
+    if (retired) gen_close(g);
+}
+
+static coil_result open_first(void *arg) {
+    app_titles *t = arg;
+    t->current = gen_open(t);
+    return coil_fail(t->current ? 0 : -EIO);
 }
 
 static json_t *text_or_null(const coil_db_rows *rows, size_t col) {
@@ -97,15 +169,17 @@ static int get_title(coil_http_request *req, coil_http_response *res, void *arg)
     int64_t id = tconst ? titles_parse_tconst(tconst, strlen(tconst)) : -1;
     if (id < 0) return coil_http_respond_error(res, 400, "not a tconst (tt and 7 or 8 digits)");
     coil_db_rows *rows;
-    int err = coil_db_query(t->db, get_sql, COIL_DB_ARGS(COIL_DB_INT(id)), &rows);
-    if (err) return err;
-    err = coil_db_next(rows);
+    titles_gen *g = gen_hold(t);
+    int err = coil_db_query(g->db, get_sql, COIL_DB_ARGS(COIL_DB_INT(id)), &rows);
+    if (!err) err = coil_db_next(rows);
     if (err <= 0) {
         coil_db_rows_close(rows);
+        gen_release(t, g);
         return err < 0 ? err : coil_http_respond_error(res, 404, "no such title");
     }
     json_t *doc = title_json(rows, id, 0);
     coil_db_rows_close(rows);
+    gen_release(t, g);
     err = coil_http_respond_json(res, 200, doc);
     json_decref(doc);
     return err;
@@ -201,8 +275,12 @@ static int search(coil_http_request *req, coil_http_response *res, void *arg) {
     if (has_genre) args[n++] = COIL_DB_TEXT(genre);
     args[n++] = COIL_DB_INT(limit + 1); /* one more: is there a next page? */
     coil_db_rows *rows;
-    int err = coil_db_query(t->db, sql, args, n, &rows);
-    if (err) return err;
+    titles_gen *gen = gen_hold(t);
+    int err = coil_db_query(gen->db, sql, args, n, &rows);
+    if (err) {
+        gen_release(t, gen);
+        return err;
+    }
     json_t *list = json_array();
     int64_t last = 0;
     long got = 0;
@@ -217,6 +295,7 @@ static int search(coil_http_request *req, coil_http_response *res, void *arg) {
         got++;
     }
     coil_db_rows_close(rows);
+    gen_release(t, gen);
     if (err < 0) {
         json_decref(list);
         return err;
@@ -252,25 +331,28 @@ static int stats(coil_http_request *req, coil_http_response *res, void *arg) {
         for (int i = 0; i < 3; i++)
             if (strcmp(by, stats_by[i]) == 0) which = i;
     if (which < 0) return coil_http_respond_error(res, 400, "by is year, genre or type");
-    pthread_mutex_lock(&t->stats.lock);
-    char *cached = t->stats.json[which] ? strdup(t->stats.json[which]) : NULL;
-    pthread_mutex_unlock(&t->stats.lock);
+    titles_gen *g = gen_hold(t);
+    pthread_mutex_lock(&t->lock);
+    char *cached = g->stats[which] ? strdup(g->stats[which]) : NULL;
+    pthread_mutex_unlock(&t->lock);
     if (!cached) {
         char *rows;
-        int err = coil_db_query_json(t->db, stats_sql[which], COIL_DB_NO_ARGS, &rows, NULL);
-        if (err) return err;
-        size_t cap = strlen(rows) + 64;
-        cached = malloc(cap);
-        if (!cached) {
-            free(rows);
-            return -ENOMEM;
+        int err = coil_db_query_json(g->db, stats_sql[which], COIL_DB_NO_ARGS, &rows, NULL);
+        size_t cap = err ? 0 : strlen(rows) + 64;
+        cached = err ? NULL : malloc(cap);
+        if (!err && cached)
+            snprintf(cached, cap, "{\"by\":\"%s\",\"rows\":%s}", stats_by[which], rows);
+        if (!err) free(rows);
+        if (!err && !cached) err = -ENOMEM;
+        if (err) {
+            gen_release(t, g);
+            return err;
         }
-        snprintf(cached, cap, "{\"by\":\"%s\",\"rows\":%s}", stats_by[which], rows);
-        free(rows);
-        pthread_mutex_lock(&t->stats.lock);
-        if (!t->stats.json[which]) t->stats.json[which] = strdup(cached);
-        pthread_mutex_unlock(&t->stats.lock);
+        pthread_mutex_lock(&t->lock);
+        if (!g->stats[which]) g->stats[which] = strdup(cached);
+        pthread_mutex_unlock(&t->lock);
     }
+    gen_release(t, g);
     int err = coil_http_respond(res, 200, "application/json", cached, strlen(cached));
     free(cached);
     return err;
@@ -285,9 +367,10 @@ int app_titles_mount(coil_http_server *srv, const char *data_dir, app_titles **o
     app_titles *t = calloc(1, sizeof *t);
     if (!t) return -ENOMEM;
     memcpy(t->path, path, sizeof path);
-    pthread_mutex_init(&t->stats.lock, NULL);
+    pthread_mutex_init(&t->lock, NULL);
+    t->checked_at = coil_now();
     coil_result r;
-    int err = coil_run(open_db, t, &r);
+    int err = coil_run(open_first, t, &r);
     if (!err) err = r.err;
     if (!err) err = coil_http_route(srv, "GET", "/titles/{tconst}", get_title, t, 0);
     if (!err) err = coil_http_route(srv, "GET", "/titles", search, t, 0);
@@ -300,15 +383,14 @@ int app_titles_mount(coil_http_server *srv, const char *data_dir, app_titles **o
     return 0;
 }
 
-static coil_result close_db(void *arg) {
-    coil_db_close(arg);
+static coil_result close_gen(void *arg) {
+    gen_close(arg);
     return coil_ok(NULL);
 }
 
 void app_titles_free(app_titles *t) {
     if (!t) return;
-    if (t->db) coil_run(close_db, t->db, NULL); /* a loop of its own, for the close */
-    for (int i = 0; i < 3; i++) free(t->stats.json[i]);
-    pthread_mutex_destroy(&t->stats.lock);
+    if (t->current) coil_run(close_gen, t->current, NULL); /* a loop of its own */
+    pthread_mutex_destroy(&t->lock);
     free(t);
 }

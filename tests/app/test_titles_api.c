@@ -76,6 +76,22 @@ TEST(titles_are_served_with_imdb_names_and_errors) {
     serve_expect(p.port, "/titles/tt0000003", 404, NULL);
     serve_expect(p.port, "/titles/bogus", 400, NULL);
     serve_expect(p.port, "/titles/tt00000001", 400, NULL); /* not canonical */
+    /* A new import while it serves: the new titles within a second or so. */
+    write_text(src, "tconst\ttitleType\tprimaryTitle\toriginalTitle\tisAdult\tstartYear\tendYear\t"
+                    "runtimeMinutes\tgenres\n"
+                    "tt0000003\tmovie\tThe Sequel\t\\N\t0\t2020\t\\N\t99\tAction\n");
+    coil_ok_run((const char *const[]){"import", "titles", src, "--data", p.data, NULL});
+    coil_time until = coil_now() + COIL_SEC(10);
+    for (;;) {
+        serve_get(p.port, "/titles/tt0000003", &r);
+        int status = r.status;
+        serve_reply_free(&r);
+        if (status == 200) break;
+        ASSERT_EQ(status, 404);
+        ASSERT(coil_now() < until);
+        usleep(100 * 1000);
+    }
+    serve_expect(p.port, "/titles/tt0000001", 404, NULL); /* the old file is gone */
     serve_stop(&p);
     serve_cleanup(&p);
 }
