@@ -16,6 +16,7 @@
 
 const app_kind coil_app_kinds[] = {
     {"report.pdf", false, coil_app_validate_report},
+    {"titles.import", false, coil_app_validate_titles_import},
     {"demo.noop", false, coil_app_validate_object},
     {"demo.stamp", false, coil_app_validate_object},
     {"demo.sleep", false, coil_app_validate_ms},

@@ -65,6 +65,7 @@ int coil_app_validate_object(const void *json, char *msg, size_t cap); /* noop, 
 int coil_app_validate_ms(const void *json, char *msg, size_t cap);     /* sleep, cpu */
 int coil_app_validate_append(const void *json, char *msg, size_t cap);
 int coil_app_validate_report(const void *json, char *msg, size_t cap);
+int coil_app_validate_titles_import(const void *json, char *msg, size_t cap); /* kind_titles.c */
 
 /* ------------------------------------------------------------------ for handlers */
 

@@ -37,6 +37,7 @@
  */
 #include <coil/coil.h>
 #include <errno.h>
+#include <limits.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
@@ -396,6 +397,10 @@ static int accept_job(void *arg, const char *kind, const void *json, char *msg, 
 }
 
 static int start_jobs(const serve_opts *o, coil_jobs **out) {
+    /* The job kinds that read the data directory (titles.import) learn it
+     * here: the worker processes inherit the environment. */
+    char abs[PATH_MAX];
+    if (realpath(o->data, abs)) setenv("COIL_DATA_DIR", abs, 1);
     coil_jobs_config jc;
     coil_jobs_config_init(&jc);
     jc.data_dir = o->data;

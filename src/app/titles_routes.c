@@ -89,28 +89,33 @@ static void maybe_swap(app_titles *t) {
     pthread_mutex_lock(&t->lock);
     bool due = now - t->checked_at >= RECHECK;
     if (due) t->checked_at = now;
-    dev_t dev = t->current->dev;
-    ino_t ino = t->current->ino;
+    dev_t dev = t->current ? t->current->dev : 0;
+    ino_t ino = t->current ? t->current->ino : 0;
     pthread_mutex_unlock(&t->lock);
     struct stat st;
-    if (!due || stat(t->path, &st) != 0 || (st.st_dev == dev && st.st_ino == ino)) return;
+    if (!due || stat(t->path, &st) != 0 || (t->current && st.st_dev == dev && st.st_ino == ino))
+        return;
     titles_gen *fresh = gen_open(t);
     if (!fresh) return; /* the old one serves on */
     pthread_mutex_lock(&t->lock);
     titles_gen *old = t->current;
     t->current = fresh;
-    bool unused = old->refs == 0;
+    bool unused = old && old->refs == 0;
     pthread_mutex_unlock(&t->lock);
     if (unused) gen_close(old);
 }
 
-/* The current generation, held for a request. */
-static titles_gen *gen_hold(app_titles *t) {
+/* The current generation, held for a request; NULL (after answering 503)
+ * while no titles were imported. Suspends. */
+static titles_gen *gen_hold(app_titles *t, coil_http_response *res) {
     maybe_swap(t);
     pthread_mutex_lock(&t->lock);
     titles_gen *g = t->current;
-    g->refs++;
+    if (g) g->refs++;
     pthread_mutex_unlock(&t->lock);
+    if (!g)
+        coil_http_respond_error(res, 503, "no titles imported yet: coil import titles FILE, or "
+                                          "POST /jobs/titles.import");
     return g;
 }
 
@@ -123,6 +128,7 @@ static void gen_release(app_titles *t, titles_gen *g) {
 
 static coil_result open_first(void *arg) {
     app_titles *t = arg;
+    if (access(t->path, F_OK) != 0) return coil_ok(NULL); /* none yet: looked for later */
     t->current = gen_open(t);
     return coil_fail(t->current ? 0 : -EIO);
 }
@@ -169,7 +175,8 @@ static int get_title(coil_http_request *req, coil_http_response *res, void *arg)
     int64_t id = tconst ? titles_parse_tconst(tconst, strlen(tconst)) : -1;
     if (id < 0) return coil_http_respond_error(res, 400, "not a tconst (tt and 7 or 8 digits)");
     coil_db_rows *rows;
-    titles_gen *g = gen_hold(t);
+    titles_gen *g = gen_hold(t, res);
+    if (!g) return 0;
     int err = coil_db_query(g->db, get_sql, COIL_DB_ARGS(COIL_DB_INT(id)), &rows);
     if (!err) err = coil_db_next(rows);
     if (err <= 0) {
@@ -275,7 +282,8 @@ static int search(coil_http_request *req, coil_http_response *res, void *arg) {
     if (has_genre) args[n++] = COIL_DB_TEXT(genre);
     args[n++] = COIL_DB_INT(limit + 1); /* one more: is there a next page? */
     coil_db_rows *rows;
-    titles_gen *gen = gen_hold(t);
+    titles_gen *gen = gen_hold(t, res);
+    if (!gen) return 0;
     int err = coil_db_query(gen->db, sql, args, n, &rows);
     if (err) {
         gen_release(t, gen);
@@ -331,7 +339,8 @@ static int stats(coil_http_request *req, coil_http_response *res, void *arg) {
         for (int i = 0; i < 3; i++)
             if (strcmp(by, stats_by[i]) == 0) which = i;
     if (which < 0) return coil_http_respond_error(res, 400, "by is year, genre or type");
-    titles_gen *g = gen_hold(t);
+    titles_gen *g = gen_hold(t, res);
+    if (!g) return 0;
     pthread_mutex_lock(&t->lock);
     char *cached = g->stats[which] ? strdup(g->stats[which]) : NULL;
     pthread_mutex_unlock(&t->lock);
@@ -363,7 +372,6 @@ int app_titles_mount(coil_http_server *srv, const char *data_dir, app_titles **o
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/titles.db", data_dir) >= sizeof path)
         return -ENAMETOOLONG;
-    if (access(path, R_OK) != 0) return 0; /* no titles imported: no routes */
     app_titles *t = calloc(1, sizeof *t);
     if (!t) return -ENOMEM;
     memcpy(t->path, path, sizeof path);

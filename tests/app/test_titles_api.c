@@ -175,3 +175,45 @@ TEST(search_filters_and_pages_and_stats_count) {
     serve_stop(&p);
     serve_cleanup(&p);
 }
+
+/* The import as a job: 202, progress over SSE, then the titles served. */
+TEST(titles_import_runs_as_a_job_with_progress) {
+    serve_proc p;
+    serve_init(&p);
+    ASSERT_EQ(mkdir(p.data, 0755), 0);
+    char src[128];
+    snprintf(src, sizeof src, "%s/basics.tsv.gz", p.data);
+    coil_ok_run((const char *const[]){"gen", "titles", "50000", src, NULL});
+    serve_launch(&p, (const char *const[]){"--job-workers", "1", NULL});
+    serve_expect(p.port, "/titles/tt0000001", 503, NULL); /* no titles imported yet */
+    serve_reply r;
+    serve_http(p.port, "POST", "/jobs/titles.import", NULL, "{\"path\":\"../etc/passwd\"}", &r);
+    ASSERT_EQ(r.status, 422);
+    serve_reply_free(&r);
+    serve_http(p.port, "POST", "/jobs/titles.import", NULL, "{\"path\":\"basics.tsv.gz\"}", &r);
+    ASSERT_EQ(r.status, 202);
+    json_t *doc = serve_json(&r);
+    char path[96];
+    snprintf(path, sizeof path, "/jobs/%s/events", json_string_value(json_object_get(doc, "id")));
+    json_decref(doc);
+    serve_reply_free(&r);
+    ASSERT_EQ(serve_try_http_for(p.port, "GET", path, NULL, NULL, 60000, &r), 0);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_CONTAINS(r.body, "event: progress");
+    ASSERT_CONTAINS(r.body, "rows; ");
+    ASSERT_CONTAINS(r.body, "\"succeeded\"");
+    serve_reply_free(&r);
+    /* Served within a second of the swap, without a restart. */
+    coil_time until = coil_now() + COIL_SEC(10);
+    for (;;) {
+        serve_get(p.port, "/titles/tt0000001", &r);
+        int status = r.status;
+        serve_reply_free(&r);
+        if (status == 200) break;
+        ASSERT_EQ(status, 503);
+        ASSERT(coil_now() < until);
+        usleep(100 * 1000);
+    }
+    serve_stop(&p);
+    serve_cleanup(&p);
+}
