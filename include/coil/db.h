@@ -123,7 +123,8 @@ COIL_EXTERN int coil_db_open(const char *where, const coil_db_config *cfg, coil_
 
 /* Stops the threads, closes the connections and frees `db`. Every call on
  * it must have returned, and every coil_db_rows and coil_db_tx be closed.
- * Returns 0. Suspends. */
+ * Returns 0. Suspends in a task; from a plain thread (at shutdown) it
+ * blocks instead. */
 COIL_EXTERN int coil_db_close(coil_db *db);
 
 /* What SQLite said about the calling task's last failed call ("" if

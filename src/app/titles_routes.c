@@ -2,9 +2,9 @@
  *
  * The handler is a task: its query goes to a reader connection of coil_db
  * and only this request waits; /health and every other request of the
- * loop go on. The database opens before the server starts (a loop of its
- * own on the main thread: a coil_db serves tasks of every loop) and
- * closes after it. When coil import swaps a new titles.db in, requests
+ * loop go on. The database opens at the first request (and a coil_db
+ * serves tasks of every loop) and closes after the server. When coil
+ * import swaps a new titles.db in, requests
  * move to it within a second (titles_gen below); the old one serves the
  * requests already on it, then closes.
  */
@@ -126,12 +126,7 @@ static void gen_release(app_titles *t, titles_gen *g) {
     if (retired) gen_close(g);
 }
 
-static coil_result open_first(void *arg) {
-    app_titles *t = arg;
-    if (access(t->path, F_OK) != 0) return coil_ok(NULL); /* none yet: looked for later */
-    t->current = gen_open(t);
-    return coil_fail(t->current ? 0 : -EIO);
-}
+
 
 static json_t *text_or_null(const coil_db_rows *rows, size_t col) {
     const char *s = coil_db_text(rows, col, NULL);
@@ -376,11 +371,8 @@ int app_titles_mount(coil_http_server *srv, const char *data_dir, app_titles **o
     if (!t) return -ENOMEM;
     memcpy(t->path, path, sizeof path);
     pthread_mutex_init(&t->lock, NULL);
-    t->checked_at = coil_now();
-    coil_result r;
-    int err = coil_run(open_first, t, &r);
-    if (!err) err = r.err;
-    if (!err) err = coil_http_route(srv, "GET", "/titles/{tconst}", get_title, t, 0);
+    t->checked_at = coil_now() - RECHECK; /* the first request opens it */
+    int err = coil_http_route(srv, "GET", "/titles/{tconst}", get_title, t, 0);
     if (!err) err = coil_http_route(srv, "GET", "/titles", search, t, 0);
     if (!err) err = coil_http_route(srv, "GET", "/titles/stats", stats, t, 0);
     if (err) {
@@ -391,14 +383,9 @@ int app_titles_mount(coil_http_server *srv, const char *data_dir, app_titles **o
     return 0;
 }
 
-static coil_result close_gen(void *arg) {
-    gen_close(arg);
-    return coil_ok(NULL);
-}
-
 void app_titles_free(app_titles *t) {
     if (!t) return;
-    if (t->current) coil_run(close_gen, t->current, NULL); /* a loop of its own */
+    if (t->current) gen_close(t->current); /* coil_db_close blocks here: a plain thread */
     pthread_mutex_destroy(&t->lock);
     free(t);
 }

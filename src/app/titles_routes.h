@@ -8,9 +8,9 @@
 typedef struct app_titles app_titles;
 
 /* Adds GET /titles, /titles/{tconst} and /titles/stats to `srv`, over
- * data_dir/titles.db, opened now if it exists (else they answer 503 until
- * an import makes it). Returns 0 with *out set, or a negative errno (said
- * on stderr). A plain thread, before the server runs; blocks. */
+ * data_dir/titles.db, opened at the first request (they answer 503 until
+ * an import makes it). Returns 0 with *out set, or -ENOMEM. Before the
+ * server runs; does not block. */
 int app_titles_mount(coil_http_server *srv, const char *data_dir, app_titles **out);
 
 /* After the server has stopped: closes the database. Blocks; a plain
