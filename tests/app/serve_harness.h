@@ -259,6 +259,83 @@ static inline void serve_cleanup(serve_proc *p) {
     ASSERT_EQ(nftw(p->dir, serve_rm_one, 16, FTW_DEPTH | FTW_PHYS), 0);
 }
 
+/* ------------------------------------------------------------------ other commands */
+
+/* A run of another coil command: its exit status (128 + N for signal N)
+ * and what it wrote. */
+typedef struct serve_ran {
+    int status;
+    char *out, *err;
+} serve_ran;
+
+/* Starts this build's `coil ARGS...` (NULL-terminated) in `dir`, its
+ * stdout and stderr going to dir/TAG.out and dir/TAG.err. Returns its pid. */
+static inline pid_t serve_coil_spawn(const char *dir, const char *tag, const char *const *args) {
+    char bin[PATH_MAX], out[PATH_MAX], err[PATH_MAX];
+    serve_binary(bin, sizeof bin);
+    snprintf(out, sizeof out, "%s/%s.out", dir, tag);
+    snprintf(err, sizeof err, "%s/%s.err", dir, tag);
+    const char *argv[24] = {bin};
+    int n = 1;
+    for (; *args; args++) {
+        ASSERT(n < 23);
+        argv[n++] = *args;
+    }
+    argv[n] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0 || chdir(dir) != 0) _exit(127);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits (120 s at most) for a serve_coil_spawn()ed command and reads what
+ * it wrote; free with serve_ran_free(). */
+static inline void serve_coil_collect(pid_t pid, const char *dir, const char *tag, serve_ran *r) {
+    int ws;
+    coil_time until = coil_now() + COIL_SEC(120);
+    while (waitpid(pid, &ws, WNOHANG) == 0) {
+        if (coil_now() >= until) {
+            kill(pid, SIGKILL);
+            coil_test_fail(__FILE__, __LINE__, "coil %s did not end within 120 s", tag);
+        }
+        usleep(10 * 1000);
+    }
+    r->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s.out", dir, tag);
+    r->out = serve_read_file(path, NULL);
+    snprintf(path, sizeof path, "%s/%s.err", dir, tag);
+    r->err = serve_read_file(path, NULL);
+    ASSERT(r->out && r->err);
+}
+
+/* serve_coil_spawn() and serve_coil_collect(). */
+static inline void serve_coil_run(const char *dir, const char *const *args, serve_ran *r) {
+    serve_coil_collect(serve_coil_spawn(dir, "cmd", args), dir, "cmd", r);
+}
+
+static inline void serve_ran_free(serve_ran *r) {
+    free(r->out);
+    free(r->err);
+}
+
+/* serve_coil_run(), failing the test unless it exits 0. */
+static inline void serve_coil_ok(const char *dir, const char *const *args) {
+    serve_ran r;
+    serve_coil_run(dir, args, &r);
+    if (r.status != 0)
+        coil_test_fail(__FILE__, __LINE__, "coil %s exited %d:\n%s", args[0], r.status, r.err);
+    serve_ran_free(&r);
+}
+
 /* ------------------------------------------------------------------ the client */
 
 typedef struct serve_reply {

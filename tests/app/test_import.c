@@ -11,49 +11,6 @@
 
 #define HEADER TITLES_BASICS_HEADER "\n"
 
-typedef struct ran {
-    int status;
-    char *out, *err;
-} ran;
-
-/* Runs `coil ARGS...` (NULL-terminated) to its end, 120 s at most. */
-static void run_coil(ran *r, const char *dir, const char *const *args) {
-    char bin[PATH_MAX], out[256], err[256];
-    serve_binary(bin, sizeof bin);
-    snprintf(out, sizeof out, "%s/cmd.out", dir);
-    snprintf(err, sizeof err, "%s/cmd.err", dir);
-    const char *argv[16] = {bin};
-    int n = 1;
-    for (; *args; args++) argv[n++] = *args;
-    argv[n] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int o = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int e = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) _exit(127);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    int ws;
-    coil_time until = coil_now() + COIL_SEC(120);
-    while (waitpid(pid, &ws, WNOHANG) == 0) {
-        ASSERT(coil_now() < until);
-        usleep(10 * 1000);
-    }
-    r->status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
-    r->out = serve_read_file(out, NULL);
-    r->err = serve_read_file(err, NULL);
-    ASSERT(r->out && r->err);
-}
-
-static void ran_free(ran *r) {
-    free(r->out);
-    free(r->err);
-}
-
 static void write_file(const char *path, const char *text, size_t n, bool gz) {
     if (gz) {
         gzFile f = gzopen(path, "wb");
@@ -69,13 +26,13 @@ static void write_file(const char *path, const char *text, size_t n, bool gz) {
 }
 
 /* Imports `text` (as FILE.tsv.gz) into DIR/titles.db; returns the run. */
-static void import_text(ran *r, const char *dir, const char *text, const char *extra) {
+static void import_text(serve_ran *r, const char *dir, const char *text, const char *extra) {
     char src[256], db[256];
     snprintf(src, sizeof src, "%s/in.tsv.gz", dir);
     snprintf(db, sizeof db, "%s/titles.db", dir);
     write_file(src, text, strlen(text), true);
     const char *args[] = {"import", "titles", src, "--db", db, extra, NULL};
-    run_coil(r, dir, args);
+    serve_coil_run(dir, args, r);
 }
 
 static sqlite3 *open_ro(const char *dir) {
@@ -118,11 +75,11 @@ static const char fixture[] =
 TEST(every_column_rule_lands_in_the_database) {
     serve_proc p;
     serve_init(&p);
-    ran r;
+    serve_ran r;
     import_text(&r, p.dir, fixture, NULL);
     if (r.status) coil_test_fail(__FILE__, __LINE__, "%s", r.err);
     ASSERT_CONTAINS(r.out, "5 titles");
-    ran_free(&r);
+    serve_ran_free(&r);
     sqlite3 *h = open_ro(p.dir);
     char buf[256];
     ASSERT_EQ(q_int(h, "SELECT count(*) FROM titles"), 5);
@@ -178,10 +135,10 @@ static void assert_unchanged(const char *dir, const char *before, size_t before_
 TEST(a_failed_import_leaves_the_old_database_as_it_was) {
     serve_proc p;
     serve_init(&p);
-    ran r;
+    serve_ran r;
     import_text(&r, p.dir, fixture, NULL);
     ASSERT_EQ(r.status, 0);
-    ran_free(&r);
+    serve_ran_free(&r);
     size_t len;
     char *before = db_bytes(p.dir, &len);
     static const struct {
@@ -205,7 +162,7 @@ TEST(a_failed_import_leaves_the_old_database_as_it_was) {
         ASSERT_EQ(r.status, 1);
         ASSERT_CONTAINS(r.err, bad[i].want);
         ASSERT_CONTAINS(r.err, "is unchanged");
-        ran_free(&r);
+        serve_ran_free(&r);
         assert_unchanged(p.dir, before, len);
     }
     /* A truncated gzip: the first half of a good one. */
@@ -213,19 +170,19 @@ TEST(a_failed_import_leaves_the_old_database_as_it_was) {
     snprintf(big, sizeof big, "%s/big.tsv.gz", p.dir);
     snprintf(db, sizeof db, "%s/titles.db", p.dir);
     const char *gen[] = {"gen", "titles", "20000", big, NULL};
-    run_coil(&r, p.dir, gen);
+    serve_coil_run(p.dir, gen, &r);
     ASSERT_EQ(r.status, 0);
-    ran_free(&r);
+    serve_ran_free(&r);
     size_t glen;
     char *gz = serve_read_file(big, &glen);
     snprintf(src, sizeof src, "%s/cut.tsv.gz", p.dir);
     write_file(src, gz, glen / 2, false);
     free(gz);
     const char *cut[] = {"import", "titles", src, "--db", db, NULL};
-    run_coil(&r, p.dir, cut);
+    serve_coil_run(p.dir, cut, &r);
     ASSERT_EQ(r.status, 1);
     ASSERT_CONTAINS(r.err, "truncated");
-    ran_free(&r);
+    serve_ran_free(&r);
     assert_unchanged(p.dir, before, len);
     free(before);
     serve_cleanup(&p);
@@ -234,7 +191,7 @@ TEST(a_failed_import_leaves_the_old_database_as_it_was) {
 TEST(skip_bad_counts_bad_lines_and_keeps_them) {
     serve_proc p;
     serve_init(&p);
-    ran r;
+    serve_ran r;
     import_text(&r, p.dir,
                 HEADER "tt0000001\tmovie\tx\tx\t0\t1999\t\\N\t1\tDrama\n"
                        "tt0000002\tmovie\tx\tx\t0\t19x9\t\\N\t1\tDrama\n"
@@ -244,7 +201,7 @@ TEST(skip_bad_counts_bad_lines_and_keeps_them) {
     if (r.status) coil_test_fail(__FILE__, __LINE__, "%s", r.err);
     ASSERT_CONTAINS(r.out, "2 titles");
     ASSERT_CONTAINS(r.out, "2 bad lines skipped");
-    ran_free(&r);
+    serve_ran_free(&r);
     char rej[256];
     snprintf(rej, sizeof rej, "%s/titles.db.rejects.tsv", p.dir);
     char *rejects = serve_read_file(rej, NULL);
@@ -261,19 +218,19 @@ TEST(skip_bad_counts_bad_lines_and_keeps_them) {
 TEST(an_interrupted_import_leaves_the_old_database_as_it_was) {
     serve_proc p;
     serve_init(&p);
-    ran r;
+    serve_ran r;
     import_text(&r, p.dir, fixture, NULL);
     ASSERT_EQ(r.status, 0);
-    ran_free(&r);
+    serve_ran_free(&r);
     size_t len;
     char *before = db_bytes(p.dir, &len);
     char big[256], db[256];
     snprintf(big, sizeof big, "%s/big.tsv.gz", p.dir);
     snprintf(db, sizeof db, "%s/titles.db", p.dir);
     const char *gen[] = {"gen", "titles", "400000", big, NULL};
-    run_coil(&r, p.dir, gen);
+    serve_coil_run(p.dir, gen, &r);
     ASSERT_EQ(r.status, 0);
-    ran_free(&r);
+    serve_ran_free(&r);
     char bin[PATH_MAX];
     serve_binary(bin, sizeof bin);
     fflush(NULL);
@@ -301,16 +258,16 @@ TEST(a_million_generated_rows_survive_the_round_trip) {
     snprintf(src, sizeof src, "%s/t.tsv.gz", p.dir);
     snprintf(db, sizeof db, "%s/titles.db", p.dir);
     snprintf(ratings, sizeof ratings, "%s/r.tsv.gz", p.dir);
-    ran r;
+    serve_ran r;
     const char *gen[] = {"gen", "titles", "1000000", src, NULL};
-    run_coil(&r, p.dir, gen);
+    serve_coil_run(p.dir, gen, &r);
     ASSERT_EQ(r.status, 0);
-    ran_free(&r);
+    serve_ran_free(&r);
     const char *imp[] = {"import", "titles", src, "--db", db, NULL};
-    run_coil(&r, p.dir, imp);
+    serve_coil_run(p.dir, imp, &r);
     if (r.status) coil_test_fail(__FILE__, __LINE__, "%s", r.err);
     fprintf(stderr, "%s", r.out);
-    ran_free(&r);
+    serve_ran_free(&r);
     sqlite3 *h = open_ro(p.dir);
     ASSERT_EQ(q_int(h, "SELECT count(*) FROM titles"), 1000000);
     /* Every 997th line, field by field. */
@@ -359,14 +316,14 @@ TEST(a_million_generated_rows_survive_the_round_trip) {
     sqlite3_close(h);
     /* Ratings, joined to the titles: one for every tenth. */
     const char *genr[] = {"gen", "ratings", "1000000", ratings, NULL};
-    run_coil(&r, p.dir, genr);
+    serve_coil_run(p.dir, genr, &r);
     ASSERT_EQ(r.status, 0);
-    ran_free(&r);
+    serve_ran_free(&r);
     const char *impr[] = {"import", "ratings", ratings, "--db", db, NULL};
-    run_coil(&r, p.dir, impr);
+    serve_coil_run(p.dir, impr, &r);
     if (r.status) coil_test_fail(__FILE__, __LINE__, "%s", r.err);
     ASSERT_CONTAINS(r.out, "100,000 ratings");
-    ran_free(&r);
+    serve_ran_free(&r);
     h = open_ro(p.dir);
     ASSERT_EQ(q_int(h, "SELECT count(*) FROM ratings r JOIN titles t ON t.id = r.title_id"),
               100000);

@@ -2,27 +2,6 @@
  * database made by coil import. */
 #include "app/serve_harness.h"
 
-/* Runs `coil ARGS...` to its end and asserts exit 0. */
-static void coil_ok_run(const char *const *args) {
-    char bin[PATH_MAX];
-    serve_binary(bin, sizeof bin);
-    const char *argv[12] = {bin};
-    int n = 1;
-    for (; *args; args++) argv[n++] = *args;
-    argv[n] = NULL;
-    fflush(NULL);
-    pid_t pid = fork();
-    ASSERT(pid >= 0);
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    int status = serve_wait_exit(pid);
-    ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
-
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     ASSERT(f != NULL);
@@ -42,8 +21,8 @@ TEST(titles_are_served_with_imdb_names_and_errors) {
                     "tt0000001\tmovie\t\"Hamlet\"\tHamlet\t0\t1948\t\\N\t155\tDrama,History\n"
                     "tt0000002\ttvSeries\tNA\t\\N\t1\t2001\t2005\t\\N\t\\N\n");
     write_text(ratings, "tconst\taverageRating\tnumVotes\ntt0000001\t7.8\t12345\n");
-    coil_ok_run((const char *const[]){"import", "titles", src, "--data", p.data, NULL});
-    coil_ok_run((const char *const[]){"import", "ratings", ratings, "--data", p.data, NULL});
+    serve_coil_ok(p.dir, (const char *const[]){"import", "titles", src, "--data", p.data, NULL});
+    serve_coil_ok(p.dir, (const char *const[]){"import", "ratings", ratings, "--data", p.data, NULL});
     serve_launch(&p, (const char *const[]){"--job-workers", "1", NULL});
     serve_reply r;
     serve_get(p.port, "/titles/tt0000001", &r);
@@ -80,7 +59,7 @@ TEST(titles_are_served_with_imdb_names_and_errors) {
     write_text(src, "tconst\ttitleType\tprimaryTitle\toriginalTitle\tisAdult\tstartYear\tendYear\t"
                     "runtimeMinutes\tgenres\n"
                     "tt0000003\tmovie\tThe Sequel\t\\N\t0\t2020\t\\N\t99\tAction\n");
-    coil_ok_run((const char *const[]){"import", "titles", src, "--data", p.data, NULL});
+    serve_coil_ok(p.dir, (const char *const[]){"import", "titles", src, "--data", p.data, NULL});
     coil_time until = coil_now() + COIL_SEC(10);
     for (;;) {
         serve_get(p.port, "/titles/tt0000003", &r);
@@ -128,7 +107,7 @@ TEST(search_filters_and_pages_and_stats_count) {
                     "tt0000003\tshort\tA Night Out\tx\t0\t1999\t\\N\t9\tDrama,Comedy\n"
                     "tt0000004\tmovie\tDay Train\tx\t0\t1999\t\\N\t90\tDrama\n"
                     "tt0000005\tmovie\tnight night\tx\t0\t\\N\t\\N\t90\t\\N\n");
-    coil_ok_run((const char *const[]){"import", "titles", src, "--data", p.data, NULL});
+    serve_coil_ok(p.dir, (const char *const[]){"import", "titles", src, "--data", p.data, NULL});
     serve_launch(&p, (const char *const[]){"--job-workers", "1", NULL});
     char ids[256], next[32];
     titles_of(p.port, "/titles?q=night", ids, sizeof ids, next, sizeof next);
@@ -183,7 +162,7 @@ TEST(titles_import_runs_as_a_job_with_progress) {
     ASSERT_EQ(mkdir(p.data, 0755), 0);
     char src[128];
     snprintf(src, sizeof src, "%s/basics.tsv.gz", p.data);
-    coil_ok_run((const char *const[]){"gen", "titles", "50000", src, NULL});
+    serve_coil_ok(p.dir, (const char *const[]){"gen", "titles", "50000", src, NULL});
     serve_launch(&p, (const char *const[]){"--job-workers", "1", NULL});
     serve_expect(p.port, "/titles/tt0000001", 503, NULL); /* no titles imported yet */
     serve_reply r;
