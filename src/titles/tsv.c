@@ -93,6 +93,16 @@ static int year(titles_text t, int *out) {
     return 0;
 }
 
+/* Splits into exactly `want` fields. Returns 0, or -EINVAL with how many
+ * there were in `why`. */
+static int fields(const char *line, size_t len, titles_text *f, int want, char *why, size_t cap) {
+    int n = split(line, len, f, want);
+    if (n == want) return 0;
+    if (n > want) snprintf(why, cap, "more than %d columns", want);
+    else snprintf(why, cap, "%d column%s, not %d", n, n == 1 ? "" : "s", want);
+    return -EINVAL;
+}
+
 static size_t chomp(const char *line, size_t len) {
     return len && line[len - 1] == '\r' ? len - 1 : len;
 }
@@ -101,13 +111,7 @@ int titles_parse_basics(const char *line, size_t len, titles_basics *out, char *
     len = chomp(line, len);
     if (!titles_utf8_valid(line, len)) return bad(why, cap, "invalid UTF-8");
     titles_text f[9];
-    int n = split(line, len, f, 9);
-    if (n != 9) {
-        char msg[48];
-        if (n > 9) snprintf(msg, sizeof msg, "more than 9 columns");
-        else snprintf(msg, sizeof msg, "%d column%s, not 9", n, n == 1 ? "" : "s");
-        return bad(why, cap, msg);
-    }
+    if (fields(line, len, f, 9, why, cap)) return -EINVAL;
     memset(out, 0, sizeof *out);
     if ((out->id = titles_parse_tconst(f[0].p, f[0].n)) < 0) return bad(why, cap, "bad tconst");
     out->type = text_or_null(f[1]);
@@ -140,13 +144,7 @@ int titles_parse_basics(const char *line, size_t len, titles_basics *out, char *
 int titles_parse_rating(const char *line, size_t len, titles_rating *out, char *why, size_t cap) {
     len = chomp(line, len);
     titles_text f[3];
-    int n = split(line, len, f, 3);
-    if (n != 3) {
-        char msg[48];
-        if (n > 3) snprintf(msg, sizeof msg, "more than 3 columns");
-        else snprintf(msg, sizeof msg, "%d column%s, not 3", n, n == 1 ? "" : "s");
-        return bad(why, cap, msg);
-    }
+    if (fields(line, len, f, 3, why, cap)) return -EINVAL;
     if ((out->id = titles_parse_tconst(f[0].p, f[0].n)) < 0) return bad(why, cap, "bad tconst");
     /* D or DD, a point, one digit: 0.0 to 10.0. */
     titles_text r = f[1];

@@ -132,15 +132,21 @@ static void assert_unchanged(const char *dir, const char *before, size_t before_
     closedir(d);
 }
 
+/* A first import of the fixture, whose database's bytes come back. */
+static char *import_fixture(const char *dir, size_t *len) {
+    serve_ran r;
+    import_text(&r, dir, fixture, NULL);
+    ASSERT_EQ(r.status, 0);
+    serve_ran_free(&r);
+    return db_bytes(dir, len);
+}
+
 TEST(a_failed_import_leaves_the_old_database_as_it_was) {
     serve_proc p;
     serve_init(&p);
     serve_ran r;
-    import_text(&r, p.dir, fixture, NULL);
-    ASSERT_EQ(r.status, 0);
-    serve_ran_free(&r);
     size_t len;
-    char *before = db_bytes(p.dir, &len);
+    char *before = import_fixture(p.dir, &len);
     static const struct {
         const char *text, *want;
     } bad[] = {
@@ -219,11 +225,8 @@ TEST(an_interrupted_import_leaves_the_old_database_as_it_was) {
     serve_proc p;
     serve_init(&p);
     serve_ran r;
-    import_text(&r, p.dir, fixture, NULL);
-    ASSERT_EQ(r.status, 0);
-    serve_ran_free(&r);
     size_t len;
-    char *before = db_bytes(p.dir, &len);
+    char *before = import_fixture(p.dir, &len);
     char big[256], db[256];
     snprintf(big, sizeof big, "%s/big.tsv.gz", p.dir);
     snprintf(db, sizeof db, "%s/titles.db", p.dir);
