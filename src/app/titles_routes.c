@@ -48,9 +48,7 @@ struct app_titles {
 /* A title's columns, in title_json()'s order. */
 #define TITLE_COLUMNS                                                                        \
     "t.title_type, t.primary_title, t.original_title, t.is_adult, t.start_year, t.end_year," \
-    " t.runtime_minutes, (SELECT json_group_array(g.name) FROM title_genres tg"              \
-    " JOIN genres g ON g.id = tg.genre_id WHERE tg.title_id = t.id),"                        \
-    " r.average_rating, r.num_votes"
+    " t.runtime_minutes, t.genres, r.average_rating, r.num_votes"
 
 static const char get_sql[] =
     "SELECT " TITLE_COLUMNS " FROM titles t LEFT JOIN ratings r ON r.title_id = t.id"

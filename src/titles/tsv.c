@@ -133,6 +133,8 @@ int titles_parse_basics(const char *line, size_t len, titles_basics *out, char *
             size_t gn = (size_t)(stop - p);
             if (gn == 0 || gn > 32 || out->ngenres == TITLES_MAX_GENRES)
                 return bad(why, cap, "bad genres");
+            for (size_t k = 0; k < gn; k++)
+                if ((unsigned char)p[k] < 0x20) return bad(why, cap, "bad genres");
             out->genres[out->ngenres++] = (titles_text){p, gn};
             if (!comma) break;
             p = comma + 1;

@@ -15,8 +15,8 @@
  *   startYear,
  *   endYear         4 digits, or NULL
  *   runtimeMinutes  1 to 9 digits, or NULL
- *   genres          NULL, or 1 to 3 names (1 to 32 bytes, no comma) joined
- *                   by commas
+ *   genres          NULL, or 1 to 3 names (1 to 32 bytes, no comma, no
+ *                   control character) joined by commas
  *   averageRating   a decimal 0.0 to 10.0 (ratings)
  *   numVotes        1 to 12 digits (ratings)
  *
