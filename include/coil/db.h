@@ -1,4 +1,5 @@
-/* coil/db.h: an async SQL database API for tasks (SQLite).
+/* coil/db.h: an async SQL database API for tasks (SQLite, and PostgreSQL
+ * through libpq: docs/db.md, "PostgreSQL").
  *
  * A coil_db is a pool of connections, each on a thread of its own (not the
  * coil_to_thread pool, not libuv's): one writer and N readers, in WAL mode,
@@ -116,8 +117,9 @@ typedef struct coil_db_config {
 COIL_EXTERN void coil_db_config_init(coil_db_config *cfg);
 
 /* Opens (creating it unless read_only) the SQLite database at `where`: a
- * path, or "sqlite:PATH". `cfg` may be NULL. Starts its connection
- * threads. Returns 0 with *out set, or -EINVAL, -ENOENT, -EACCES,
+ * path, or "sqlite:PATH"; or the PostgreSQL database of a postgres:// or
+ * postgresql:// URL. `cfg` may be NULL. Starts its connection threads.
+ * Returns 0 with *out set, or -EINVAL, -ENOENT, -EACCES, -ECONNREFUSED,
  * -EBADMSG, -ENOMEM, -EPERM outside a task. Suspends. */
 COIL_EXTERN int coil_db_open(const char *where, const coil_db_config *cfg, coil_db **out);
 

@@ -26,6 +26,7 @@
 #include "coil/db.h"
 #include "runtime/internal.h"
 
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <sqlite3.h>
 
@@ -103,11 +104,15 @@ struct db_conn {
     pthread_t thread;
     bool started;
     bool writer;
-    sqlite3 *h;
+    sqlite3 *h;                /* SQLite */
+    PGconn *pq;                /* PostgreSQL (run_pg.c) */
+    PGcancel *pq_cancel;       /* for an interrupt from the caller's loop */
+    PGresult *pq_open;         /* a query's result with rows left */
+    int pq_next;               /* its next row */
     coil__list mailbox;        /* requests for this held connection (db->lock) */
     bool in_tx;                /* a transaction is open (thread) */
     sqlite3_stmt *open_query;  /* a query with rows left (thread) */
-    bool held;                 /* in_tx || open_query (db->lock) */
+    bool held;                 /* in_tx || open_query || pq_open (db->lock) */
     db_req *running;           /* db->lock */
     atomic_bool interrupt;     /* the running request's task gave up */
     coil_time busy_until;      /* thread: how long the busy handler waits */
@@ -122,6 +127,7 @@ struct coil_db {
     pthread_cond_t work;       /* broadcast: a request was queued, or stop */
     coil__list writeq, readq;
     bool stopping;
+    bool pg;                   /* path is a postgres:// URL */
     coil_db_config cfg;
     char *path;
     db_conn *conns;            /* [0] the writer unless read_only */
@@ -147,6 +153,16 @@ bool coil__db_run(db_conn *c, db_req *r);
  * error, with r->errmsg. */
 int coil__db_conn_open(db_conn *c, char *errmsg, size_t cap);
 void coil__db_conn_close(db_conn *c);
+/* run_pg.c: the same three, on PostgreSQL. */
+bool coil__db_pg_run(db_conn *c, db_req *r);
+int coil__db_pg_open(db_conn *c, char *errmsg, size_t cap);
+void coil__db_pg_close(db_conn *c);
+/* Interrupts the statement running on `c` (any thread). */
+void coil__db_pg_interrupt(db_conn *c);
+/* Takes room for one more row in a chunk of `ncols` columns; NULL on
+ * ENOMEM (run.c). */
+bool coil__db_arena_put(db_chunk *ch, const void *p, size_t n, size_t *off);
+
 /* An SQLite result code as a negative errno. */
 int coil__db_errno(int rc);
 void coil__db_chunk_free(db_chunk *ch);

@@ -48,7 +48,8 @@ static bool req_interrupt(coil__wait *w, int err) {
     } else if (r->state == DB_RUNNING && !r->interrupted) {
         r->interrupted = err;
         atomic_store(&r->ran_on->interrupt, true);
-        sqlite3_interrupt(r->ran_on->h);
+        if (db->pg) coil__db_pg_interrupt(r->ran_on);
+        else sqlite3_interrupt(r->ran_on->h);
     }
     pthread_mutex_unlock(&db->lock);
     if (withdrawn) atomic_fetch_sub(&r->loop->xpending, 1);
@@ -130,9 +131,11 @@ static void *conn_main(void *arg) {
         bool to_writer = coil__db_run(c, r);
         pthread_mutex_lock(&db->lock);
         c->running = NULL;
-        c->held = c->in_tx || c->open_query;
+        c->held = c->in_tx || c->open_query || c->pq_open;
         if (to_writer && !db->cfg.read_only && !r->interrupted) {
             r->writer = true; /* a write met on a reader: the writer runs it */
+            r->err = 0;
+            r->errmsg[0] = '\0';
             queue_locked(db, r);
             continue;
         }
@@ -212,9 +215,11 @@ int coil_db_open(const char *where, const coil_db_config *cfg, coil_db **out) {
     if (!where || !out) return -EINVAL;
     *out = NULL;
     coil__db_last_error[0] = '\0';
+    bool pg = strncmp(where, "postgres://", 11) == 0 || strncmp(where, "postgresql://", 13) == 0;
     if (strncmp(where, "sqlite:", 7) == 0) where += 7;
-    if (!*where || strstr(where, "://")) {
-        snprintf(coil__db_last_error, sizeof coil__db_last_error, "coil_db opens SQLite paths (or sqlite:PATH)");
+    if (!*where || (!pg && strstr(where, "://"))) {
+        snprintf(coil__db_last_error, sizeof coil__db_last_error,
+                 "coil_db opens SQLite paths (or sqlite:PATH) and postgres:// URLs");
         return -EINVAL;
     }
     coil_db_config c;
@@ -233,6 +238,7 @@ int coil_db_open(const char *where, const coil_db_config *cfg, coil_db **out) {
     coil__list_init(&db->writeq);
     coil__list_init(&db->readq);
     db->cfg = c;
+    db->pg = pg;
     db->path = strdup(where);
     db->nconns = c.readers + (c.read_only ? 0 : 1);
     db->conns = calloc(db->nconns, sizeof *db->conns);

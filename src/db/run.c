@@ -72,6 +72,7 @@ static int busy_handler(void *arg, int count) {
 
 int coil__db_conn_open(db_conn *c, char *errmsg, size_t cap) {
     coil_db *db = c->db;
+    if (db->pg) return coil__db_pg_open(c, errmsg, cap);
     int flags = SQLITE_OPEN_NOMUTEX | (c->writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                                                  : SQLITE_OPEN_READONLY);
     int rc = sqlite3_open_v2(db->path, &c->h, flags, NULL);
@@ -102,6 +103,10 @@ int coil__db_conn_open(db_conn *c, char *errmsg, size_t cap) {
 }
 
 void coil__db_conn_close(db_conn *c) {
+    if (c->db->pg) {
+        coil__db_pg_close(c);
+        return;
+    }
     if (c->open_query) sqlite3_reset(c->open_query);
     for (size_t i = 0; i < c->ncache; i++) {
         sqlite3_finalize(c->cache[i].st);
@@ -204,7 +209,7 @@ static int step(db_conn *c, sqlite3_stmt *st) {
 
 /* ------------------------------------------------------------------ chunks */
 
-static bool arena_put(db_chunk *ch, const void *p, size_t n, size_t *off) {
+bool coil__db_arena_put(db_chunk *ch, const void *p, size_t n, size_t *off) {
     if (ch->arena_len + n + 1 > ch->arena_cap) {
         size_t cap = ch->arena_cap ? ch->arena_cap : 4096;
         while (cap < ch->arena_len + n + 1) cap *= 2;
@@ -280,7 +285,7 @@ static bool fetch_chunk(db_conn *c, db_req *r, sqlite3_stmt *st) {
                                      : sqlite3_column_blob(st, col);
                 cell->type = text ? COIL_DB_TYPE_TEXT : COIL_DB_TYPE_BLOB;
                 cell->n = (size_t)sqlite3_column_bytes(st, col);
-                if (!arena_put(ch, p, cell->n, &cell->off)) {
+                if (!coil__db_arena_put(ch, p, cell->n, &cell->off)) {
                     sqlite3_reset(st);
                     c->open_query = NULL;
                     return fail_msg(r, -ENOMEM, "out of memory");
@@ -432,6 +437,7 @@ static void run_exec(db_conn *c, db_req *r, sqlite3_stmt *st) {
 }
 
 bool coil__db_run(db_conn *c, db_req *r) {
+    if (c->db->pg) return coil__db_pg_run(c, r);
     switch (r->op) {
     case DB_OP_BEGIN:
         if (run_plain(c, r, "BEGIN IMMEDIATE")) c->in_tx = true;

@@ -1,8 +1,11 @@
-/* tests/db/test_db.c: coil_db, the async SQLite API, on real files.
+/* tests/db/test_db.c: coil_db on real SQLite files, and the cases that are
+ * not "SQLite only" again on a real PostgreSQL (COIL_TEST_BOTH_STORES).
  * COIL_TEST_THREADS: connections run on threads of their own. */
 #include "test.h"
 
 #include <coil/coil.h>
+
+#include "jobs/store/store_fixture.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -11,8 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
-/* A fresh path for a database file (malloc'd) in a new directory. */
+/* A fresh database (malloc'd): a file in a new directory, or on the
+ * PostgreSQL runs the URL of a new database. */
 static char *tmp_db(void) {
+    if (fx_pg()) return fx_tmpdir();
     char dir[] = "/tmp/coil-db-XXXXXX";
     ASSERT(mkdtemp(dir) != NULL);
     char *path = malloc(strlen(dir) + 16);
@@ -22,6 +27,10 @@ static char *tmp_db(void) {
 }
 
 static void rm_db(char *path) {
+    if (fx_pg()) {
+        fx_rmtree(path);
+        return;
+    }
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf \"$(dirname '%s')\"", path);
     ASSERT_EQ(system(cmd), 0);
@@ -104,7 +113,7 @@ static coil_result roundtrip_main(void *arg) {
     return coil_ok(NULL);
 }
 
-TEST(values_round_trip_bound_never_formatted) {
+TEST(values_round_trip_bound_never_formatted) { /* SQLite only */
     char *path = tmp_db();
     RUN_MAIN(roundtrip_main, path);
     rm_db(path);
@@ -206,11 +215,13 @@ static coil_result errors_main(void *arg) {
     ASSERT_EQ(write(fd, "this is not an SQLite database, not at all..........", 52), 52);
     close(fd);
     ASSERT_EQ(coil_db_open(bad, NULL, &db), -EBADMSG);
-    ASSERT_EQ(coil_db_open("postgres://x/y", NULL, &db), -EINVAL);
+    ASSERT_EQ(coil_db_open("mysql://x/y", NULL, &db), -EINVAL);
+    ASSERT_EQ(coil_db_open("postgresql://127.0.0.1:1/nothing", NULL, &db), -ECONNREFUSED);
+    ASSERT_CONTAINS(coil_db_error(), "127.0.0.1");
     return coil_ok(NULL);
 }
 
-TEST(errors_are_named_and_leave_connections_clean) {
+TEST(errors_are_named_and_leave_connections_clean) { /* SQLite only */
     char *path = tmp_db();
     RUN_MAIN(errors_main, path);
     rm_db(path);
@@ -387,7 +398,7 @@ static coil_result busy_main(void *arg) {
     return coil_ok(NULL);
 }
 
-TEST(a_locked_database_is_waited_for_with_a_deadline_not_a_spin) {
+TEST(a_locked_database_is_waited_for_with_a_deadline_not_a_spin) { /* SQLite only */
     char *path = tmp_db();
     RUN_MAIN(busy_main, path);
     rm_db(path);
@@ -457,7 +468,7 @@ static coil_result read_only_main(void *arg) {
     return coil_ok(NULL);
 }
 
-TEST(a_read_only_database_refuses_writes) {
+TEST(a_read_only_database_refuses_writes) { /* SQLite only */
     char *path = tmp_db();
     RUN_MAIN(read_only_main, path);
     rm_db(path);
