@@ -284,7 +284,7 @@ static int open_target(importer *im, const char *path) {
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) return sql_fail(im, path);
     rc = sqlite3_exec(im->db,
-                      "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-16000;"
+                      "PRAGMA page_size=16384; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-16000;"
                       " PRAGMA locking_mode=EXCLUSIVE; PRAGMA temp_store=FILE;",
                       NULL, NULL, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_exec(im->db, schema_sql, NULL, NULL, NULL);
