@@ -40,6 +40,7 @@ struct app_titles {
     pthread_mutex_t lock;          /* guards current, refs, stats, checked_at */
     titles_gen *current;
     coil_time checked_at;          /* when the file was last looked at */
+    bool opening;                  /* a request opens the first one */
 };
 
 /* How often a request looks whether titles.db was replaced. */
@@ -81,24 +82,39 @@ static void gen_close(titles_gen *g) {
 }
 
 /* Once a second at most: if titles.db is another file now (an import
- * swapped it in), opens it and makes it current. Suspends. */
+ * swapped it in), opens it and makes it current, while the old one serves
+ * on. With none open yet, every request looks, and those that come while
+ * one opens it wait for it (a sleep of 1 ms at a time: they are on other
+ * loops) rather than answer 503. Suspends. */
 static void maybe_swap(app_titles *t) {
     coil_time now = coil_now();
     pthread_mutex_lock(&t->lock);
-    bool due = now - t->checked_at >= RECHECK;
+    bool have = t->current != NULL;
+    bool wait = !have && t->opening;
+    bool due = !wait && (!have || now - t->checked_at >= RECHECK);
     if (due) t->checked_at = now;
-    dev_t dev = t->current ? t->current->dev : 0;
-    ino_t ino = t->current ? t->current->ino : 0;
+    if (due && !have) t->opening = true;
+    dev_t dev = have ? t->current->dev : 0;
+    ino_t ino = have ? t->current->ino : 0;
     pthread_mutex_unlock(&t->lock);
-    struct stat st;
-    if (!due || stat(t->path, &st) != 0 || (t->current && st.st_dev == dev && st.st_ino == ino))
+    if (wait) {
+        for (int i = 0; i < 10000; i++) { /* 10 s at most */
+            pthread_mutex_lock(&t->lock);
+            bool opening = t->opening;
+            pthread_mutex_unlock(&t->lock);
+            if (!opening || coil_sleep(COIL_MSEC(1)) != 0) break;
+        }
         return;
-    titles_gen *fresh = gen_open(t);
-    if (!fresh) return; /* the old one serves on */
+    }
+    if (!due) return;
+    struct stat st;
+    bool changed = stat(t->path, &st) == 0 && (!have || st.st_dev != dev || st.st_ino != ino);
+    titles_gen *fresh = changed ? gen_open(t) : NULL;
     pthread_mutex_lock(&t->lock);
+    if (!have) t->opening = false;
     titles_gen *old = t->current;
-    t->current = fresh;
-    bool unused = old && old->refs == 0;
+    if (fresh) t->current = fresh;
+    bool unused = fresh && old && old->refs == 0;
     pthread_mutex_unlock(&t->lock);
     if (unused) gen_close(old);
 }

@@ -2,6 +2,22 @@
  * database made by coil import. */
 #include "app/serve_harness.h"
 
+#include <pthread.h>
+
+typedef struct first_get {
+    int port, status;
+    pthread_t tid;
+} first_get;
+
+static void *get_one(void *arg) {
+    first_get *g = arg;
+    serve_reply r;
+    serve_get(g->port, "/titles/tt0000001", &r);
+    g->status = r.status;
+    serve_reply_free(&r);
+    return NULL;
+}
+
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     ASSERT(f != NULL);
@@ -24,6 +40,17 @@ TEST(titles_are_served_with_imdb_names_and_errors) {
     serve_coil_ok(p.dir, (const char *const[]){"import", "titles", src, "--data", p.data, NULL});
     serve_coil_ok(p.dir, (const char *const[]){"import", "ratings", ratings, "--data", p.data, NULL});
     serve_launch(&p, (const char *const[]){"--job-workers", "1", NULL});
+    /* The first requests, all at once: they wait for the database to open
+     * (the first of them opens it); none is told there are no titles. */
+    static first_get firsts[16];
+    for (int i = 0; i < 16; i++) {
+        firsts[i].port = p.port;
+        ASSERT_EQ(pthread_create(&firsts[i].tid, NULL, get_one, &firsts[i]), 0);
+    }
+    for (int i = 0; i < 16; i++) {
+        ASSERT_EQ(pthread_join(firsts[i].tid, NULL), 0);
+        ASSERT_EQ(firsts[i].status, 200);
+    }
     serve_reply r;
     serve_get(p.port, "/titles/tt0000001", &r);
     ASSERT_EQ(r.status, 200);
