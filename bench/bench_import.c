@@ -32,15 +32,12 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
@@ -57,38 +54,17 @@ typedef struct imp_cfg {
     char tmp[PATH_MAX], exe[PATH_MAX], anchors_dir[PATH_MAX], src[PATH_MAX + 32];
 } imp_cfg;
 
-/* Runs argv to its end (through /bin/sh -c when `shell`), returns the
- * wall seconds, or -1 on failure (then its output is shown). *rss_mb
- * (may be NULL) gets its peak RSS. */
+/* Runs argv to its end in the scratch directory; returns the wall seconds,
+ * or -1 on failure (then its output is shown). *rss_mb (may be NULL) gets
+ * its peak RSS. */
 static double timed_run(const imp_cfg *b, char *const argv[], double *rss_mb, char *out,
                         size_t cap) {
-    char log[PATH_MAX + 16];
-    snprintf(log, sizeof log, "%s/run.log", b->tmp);
-    unlink(log);
-    double t0 = coil_bench_now_s();
-    pid_t pid = coil_bench_spawn(argv, b->tmp, log);
-    if (pid < 0) return -1;
-    int status = 0;
-    struct rusage ru;
-    pid_t got;
-    double deadline = t0 + RUN_TIMEOUT;
-    while ((got = wait4(pid, &status, WNOHANG, &ru)) == 0 && coil_bench_now_s() < deadline)
-        coil_bench_sleep_ms(5);
-    if (got == 0) {
-        kill(-pid, SIGKILL);
-        wait4(pid, &status, 0, &ru);
-    }
-    double secs = coil_bench_now_s() - t0;
-    coil_bench_track_group(pid, false); /* reaped: forget it */
-    FILE *f = fopen(log, "r");
-    size_t n = f ? fread(out, 1, cap - 1, f) : 0;
-    out[n] = '\0';
-    if (f) fclose(f);
-    if (got == 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    double secs = 0;
+    int rc = coil_bench_run_measured(argv, b->tmp, RUN_TIMEOUT, b->tmp, out, cap, &secs, rss_mb);
+    if (rc != 0) {
         fprintf(stderr, "coil bench: %s failed:\n%s\n", argv[0], out);
         return -1;
     }
-    if (rss_mb) *rss_mb = (double)ru.ru_maxrss / 1024;
     return secs;
 }
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -158,19 +159,26 @@ void coil_bench_stop_group(pid_t pid) {
     track(pid, false);
 }
 
-int coil_bench_run_capture(char *const argv[], int timeout_s, const char *tmp, char *out,
-                           size_t cap) {
+int coil_bench_run_measured(char *const argv[], const char *cwd, int timeout_s, const char *tmp,
+                            char *out, size_t cap, double *seconds, double *rss_mb) {
     char log[PATH_MAX];
     if (!coil_bench_join_path(log, sizeof log, tmp, "run.out")) return -1;
     unlink(log);
-    pid_t pid = coil_bench_spawn(argv, NULL, log);
+    double t0 = coil_bench_now_s(), deadline = t0 + timeout_s;
+    pid_t pid = coil_bench_spawn(argv, cwd, log);
     if (pid < 0) return -1;
     int status = 0;
-    bool done = coil_bench_reap_within(pid, (long)timeout_s * 1000, &status);
-    if (!done) {
+    struct rusage ru = {0};
+    pid_t got;
+    while ((got = wait4(pid, &status, WNOHANG, &ru)) == 0 && coil_bench_now_s() < deadline)
+        coil_bench_sleep_ms(5);
+    bool done = got == pid || (got < 0 && errno == ECHILD); /* reaped elsewhere */
+    if (got == 0) {
         kill(-pid, SIGKILL);
-        waitpid(pid, &status, 0);
+        wait4(pid, &status, 0, &ru);
     }
+    if (seconds) *seconds = coil_bench_now_s() - t0;
+    if (rss_mb) *rss_mb = (double)ru.ru_maxrss / 1024;
     track(pid, false);
     out[0] = '\0';
     FILE *f = fopen(log, "r");
@@ -181,6 +189,11 @@ int coil_bench_run_capture(char *const argv[], int timeout_s, const char *tmp, c
     }
     if (!done) return -1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int coil_bench_run_capture(char *const argv[], int timeout_s, const char *tmp, char *out,
+                           size_t cap) {
+    return coil_bench_run_measured(argv, NULL, timeout_s, tmp, out, cap, NULL, NULL);
 }
 
 void coil_bench_show_log_tail(const char *log) {

@@ -56,6 +56,10 @@ void coil_bench_track_group(pid_t pid, bool on);
  * Returns its exit status, or -1. */
 int coil_bench_run_capture(char *const argv[], int timeout_s, const char *tmp, char *out,
                            size_t cap);
+/* Same, from directory `cwd` (NULL: this one), with its wall time in
+ * *seconds and its peak RSS in *rss_mb (either may be NULL). */
+int coil_bench_run_measured(char *const argv[], const char *cwd, int timeout_s, const char *tmp,
+                            char *out, size_t cap, double *seconds, double *rss_mb);
 /* Prints the last lines of a log file to stderr, to explain a failure. */
 void coil_bench_show_log_tail(const char *log);
 
