@@ -18,6 +18,22 @@ static void *get_one(void *arg) {
     return NULL;
 }
 
+/* Polls GET `path` (10 s at most) until it answers 200; until then it
+ * must answer `meanwhile`. */
+static void await_200(int port, const char *path, int meanwhile) {
+    coil_time until = coil_now() + COIL_SEC(10);
+    for (;;) {
+        serve_reply r;
+        serve_get(port, path, &r);
+        int status = r.status;
+        serve_reply_free(&r);
+        if (status == 200) return;
+        ASSERT_EQ(status, meanwhile);
+        ASSERT(coil_now() < until);
+        usleep(100 * 1000);
+    }
+}
+
 static void write_text(const char *path, const char *text) {
     FILE *f = fopen(path, "w");
     ASSERT(f != NULL);
@@ -87,16 +103,7 @@ TEST(titles_are_served_with_imdb_names_and_errors) {
                     "runtimeMinutes\tgenres\n"
                     "tt0000003\tmovie\tThe Sequel\t\\N\t0\t2020\t\\N\t99\tAction\n");
     serve_coil_ok(p.dir, (const char *const[]){"import", "titles", src, "--data", p.data, NULL});
-    coil_time until = coil_now() + COIL_SEC(10);
-    for (;;) {
-        serve_get(p.port, "/titles/tt0000003", &r);
-        int status = r.status;
-        serve_reply_free(&r);
-        if (status == 200) break;
-        ASSERT_EQ(status, 404);
-        ASSERT(coil_now() < until);
-        usleep(100 * 1000);
-    }
+    await_200(p.port, "/titles/tt0000003", 404);
     serve_expect(p.port, "/titles/tt0000001", 404, NULL); /* the old file is gone */
     serve_stop(&p);
     serve_cleanup(&p);
@@ -210,16 +217,7 @@ TEST(titles_import_runs_as_a_job_with_progress) {
     ASSERT_CONTAINS(r.body, "\"succeeded\"");
     serve_reply_free(&r);
     /* Served within a second of the swap, without a restart. */
-    coil_time until = coil_now() + COIL_SEC(10);
-    for (;;) {
-        serve_get(p.port, "/titles/tt0000001", &r);
-        int status = r.status;
-        serve_reply_free(&r);
-        if (status == 200) break;
-        ASSERT_EQ(status, 503);
-        ASSERT(coil_now() < until);
-        usleep(100 * 1000);
-    }
+    await_200(p.port, "/titles/tt0000001", 503);
     serve_stop(&p);
     serve_cleanup(&p);
 }
