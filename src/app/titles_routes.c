@@ -203,6 +203,11 @@ static int get_title(coil_http_request *req, coil_http_response *res, void *arg)
 
 /* ------------------------------------------------------------------ search */
 
+/* A byte of a word: a letter or digit, or any byte of a non-ASCII character. */
+static bool word_byte(unsigned char c) {
+    return c >= 0x80 || (c >= '0' && c <= '9') || ((c | 32) >= 'a' && (c | 32) <= 'z');
+}
+
 /* q as an FTS5 query that cannot be an FTS5 syntax error: its words (runs
  * of letters and digits, any non-ASCII byte a letter), each quoted, all of
  * them required. Returns how many words. */
@@ -210,11 +215,9 @@ static int fts_query(const char *q, char *out, size_t cap) {
     size_t len = 0;
     int words = 0;
     for (const unsigned char *p = (const unsigned char *)q; *p;) {
-        while (*p && *p < 0x80 && !((*p >= '0' && *p <= '9') || ((*p | 32) >= 'a' && (*p | 32) <= 'z')))
-            p++;
+        while (*p && !word_byte(*p)) p++;
         const unsigned char *start = p;
-        while (*p && (*p >= 0x80 || (*p >= '0' && *p <= '9') || ((*p | 32) >= 'a' && (*p | 32) <= 'z')))
-            p++;
+        while (*p && word_byte(*p)) p++;
         size_t n = (size_t)(p - start);
         if (!n) continue;
         if (len + n + 4 >= cap) break;
