@@ -164,7 +164,7 @@ TEST(cluster_survives_killed_nodes_and_runs_each_job_once) {
         int n = effects_of(all, line);
         ASSERT_GE(n, 1);
         if (n > 1) {
-            snprintf(sql, sizeof sql, "SELECT attempts FROM coil_jobs WHERE id = '%s'", ids[i]);
+            snprintf(sql, sizeof sql, "SELECT attempts FROM coil_jobs WHERE id = '%.64s'", ids[i]);
             ASSERT_GE(fx_pg_sql(url, sql), 2);
             twice++;
         }
