@@ -11,6 +11,7 @@
  * until the request's task gives up (the interrupt flag): it never spins.
  */
 #include "db/db_impl.h"
+#include "runtime/json_text.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -307,100 +308,35 @@ static bool fetch_chunk(db_conn *c, db_req *r, sqlite3_stmt *st) {
 
 /* ------------------------------------------------------------------ JSON */
 
-typedef struct jbuf {
-    char *s;
-    size_t len, cap;
-    bool failed;
-} jbuf;
-
-static void jput(jbuf *b, const char *p, size_t n) {
-    if (b->failed) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *s = realloc(b->s, cap);
-        if (!s) {
-            b->failed = true;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, p, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void jstr(jbuf *b, const unsigned char *s, size_t n) {
-    jput(b, "\"", 1);
-    size_t from = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = s[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\') continue;
-        jput(b, (const char *)s + from, i - from);
-        char esc[8];
-        if (ch == '"' || ch == '\\') snprintf(esc, sizeof esc, "\\%c", ch);
-        else if (ch == '\n') snprintf(esc, sizeof esc, "\\n");
-        else if (ch == '\t') snprintf(esc, sizeof esc, "\\t");
-        else if (ch == '\r') snprintf(esc, sizeof esc, "\\r");
-        else snprintf(esc, sizeof esc, "\\u%04x", ch);
-        jput(b, esc, strlen(esc));
-        from = i + 1;
-    }
-    jput(b, (const char *)s + from, n - from);
-    jput(b, "\"", 1);
-}
-
-static void jbase64(jbuf *b, const unsigned char *p, size_t n) {
-    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    jput(b, "\"", 1);
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        char out[4] = {tab[v >> 18 & 63], tab[v >> 12 & 63],
-                       i + 1 < n ? tab[v >> 6 & 63] : '=', i + 2 < n ? tab[v & 63] : '='};
-        jput(b, out, 4);
-    }
-    jput(b, "\"", 1);
-}
-
 static bool run_json(db_conn *c, db_req *r, sqlite3_stmt *st) {
-    jbuf b = {0};
+    coil__json_text b = {0};
     int ncols = sqlite3_column_count(st), rc;
-    jput(&b, "[", 1);
+    coil__json_lit(&b, "[");
     size_t rows = 0;
     while ((rc = step(c, st)) == SQLITE_ROW && !b.failed) {
-        jput(&b, rows ? ",{" : "{", rows ? 2 : 1);
+        coil__json_raw(&b, rows ? ",{" : "{", rows ? 2 : 1);
         rows++;
         for (int i = 0; i < ncols; i++) {
-            if (i) jput(&b, ",", 1);
+            if (i) coil__json_lit(&b, ",");
             const char *name = sqlite3_column_name(st, i);
-            jstr(&b, (const unsigned char *)name, strlen(name));
-            jput(&b, ":", 1);
-            char num[40];
+            coil__json_str(&b, name, strlen(name));
+            coil__json_lit(&b, ":");
             switch (sqlite3_column_type(st, i)) {
-            case SQLITE_INTEGER:
-                snprintf(num, sizeof num, "%lld", (long long)sqlite3_column_int64(st, i));
-                jput(&b, num, strlen(num));
-                break;
-            case SQLITE_FLOAT: {
-                double d = sqlite3_column_double(st, i);
-                if (d != d || d - d != 0) snprintf(num, sizeof num, "null"); /* NaN, inf */
-                else snprintf(num, sizeof num, "%.17g", d);
-                jput(&b, num, strlen(num));
-                break;
-            }
-            case SQLITE_NULL: jput(&b, "null", 4); break;
+            case SQLITE_INTEGER: coil__json_int(&b, sqlite3_column_int64(st, i)); break;
+            case SQLITE_FLOAT: coil__json_real(&b, sqlite3_column_double(st, i)); break;
+            case SQLITE_NULL: coil__json_lit(&b, "null"); break;
             case SQLITE_TEXT:
-                jstr(&b, sqlite3_column_text(st, i), (size_t)sqlite3_column_bytes(st, i));
+                coil__json_str(&b, (const char *)sqlite3_column_text(st, i),
+                               (size_t)sqlite3_column_bytes(st, i));
                 break;
             default:
-                jbase64(&b, sqlite3_column_blob(st, i), (size_t)sqlite3_column_bytes(st, i));
+                coil__json_base64(&b, sqlite3_column_blob(st, i),
+                                  (size_t)sqlite3_column_bytes(st, i));
             }
         }
-        jput(&b, "}", 1);
+        coil__json_lit(&b, "}");
     }
-    jput(&b, "]", 1);
+    coil__json_lit(&b, "]");
     sqlite3_reset(st);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
         free(b.s);
