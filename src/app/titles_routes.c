@@ -11,7 +11,6 @@
 #include "app/titles_routes.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/json_text.h"
 #include "titles/tsv.h"
 
 enum { SEARCH_DEFAULT = 20, SEARCH_MAX = 100, QUERY_MAX = 256 };
@@ -142,40 +142,80 @@ static void gen_release(app_titles *t, titles_gen *g) {
 
 
 
-static json_t *text_or_null(const coil_db_rows *rows, size_t col) {
-    const char *s = coil_db_text(rows, col, NULL);
-    return s ? json_string(s) : json_null();
+static void text_or_null(coil__json_text *b, const coil_db_rows *rows, size_t col) {
+    size_t n;
+    const char *s = coil_db_text(rows, col, &n);
+    if (s) coil__json_str(b, s, n);
+    else coil__json_lit(b, "null");
 }
 
-static json_t *int_or_null(const coil_db_rows *rows, size_t col) {
-    return coil_db_type_of(rows, col) == COIL_DB_TYPE_NULL ? json_null()
-                                                             : json_integer(coil_db_int(rows, col));
+static void int_or_null(coil__json_text *b, const coil_db_rows *rows, size_t col) {
+    if (coil_db_type_of(rows, col) == COIL_DB_TYPE_NULL) coil__json_lit(b, "null");
+    else coil__json_int(b, coil_db_int(rows, col));
+}
+
+/* Whether `s` is a genres column as coil import writes it: a JSON array of
+ * strings, with only '"' and '\\' escaped, and no control characters. A
+ * database from anywhere else gets its genres checked, not trusted. */
+static bool genres_shaped(const char *s, size_t n) {
+    if (n < 2 || s[0] != '[' || s[n - 1] != ']') return false;
+    size_t i = 1;
+    if (i == n - 1) return true;
+    for (;;) {
+        if (s[i++] != '"') return false;
+        while (i < n - 1 && s[i] != '"') {
+            if ((unsigned char)s[i] < 0x20) return false;
+            if (s[i] == '\\' && (++i == n - 1 || (s[i] != '"' && s[i] != '\\'))) return false;
+            i++;
+        }
+        if (i++ >= n - 1) return false;
+        if (i == n - 1) return true;
+        if (s[i++] != ',') return false;
+    }
 }
 
 /* A title as the API answers it, from a row whose columns from `at` on
  * are those of get_sql (then ratings, if asked). */
-static json_t *title_json(const coil_db_rows *rows, int64_t id, size_t at) {
+static void title_json(coil__json_text *b, const coil_db_rows *rows, int64_t id, size_t at) {
     char canonical[16];
     titles_tconst(id, canonical, sizeof canonical);
-    json_t *doc = json_object();
-    json_object_set_new(doc, "tconst", json_string(canonical));
-    json_object_set_new(doc, "titleType", text_or_null(rows, at + 0));
-    json_object_set_new(doc, "primaryTitle", text_or_null(rows, at + 1));
-    json_object_set_new(doc, "originalTitle", text_or_null(rows, at + 2));
-    json_object_set_new(doc, "isAdult", coil_db_type_of(rows, at + 3) == COIL_DB_TYPE_NULL
-                                            ? json_null()
-                                            : json_boolean(coil_db_int(rows, at + 3) != 0));
-    json_object_set_new(doc, "startYear", int_or_null(rows, at + 4));
-    json_object_set_new(doc, "endYear", int_or_null(rows, at + 5));
-    json_object_set_new(doc, "runtimeMinutes", int_or_null(rows, at + 6));
-    const char *genres = coil_db_text(rows, at + 7, NULL);
-    json_t *g = genres ? json_loads(genres, 0, NULL) : NULL;
-    json_object_set_new(doc, "genres", g ? g : json_array());
+    coil__json_lit(b, "{\"tconst\":");
+    coil__json_str(b, canonical, strlen(canonical));
+    coil__json_lit(b, ",\"titleType\":");
+    text_or_null(b, rows, at + 0);
+    coil__json_lit(b, ",\"primaryTitle\":");
+    text_or_null(b, rows, at + 1);
+    coil__json_lit(b, ",\"originalTitle\":");
+    text_or_null(b, rows, at + 2);
+    coil__json_lit(b, ",\"isAdult\":");
+    if (coil_db_type_of(rows, at + 3) == COIL_DB_TYPE_NULL) coil__json_lit(b, "null");
+    else if (coil_db_int(rows, at + 3)) coil__json_lit(b, "true");
+    else coil__json_lit(b, "false");
+    coil__json_lit(b, ",\"startYear\":");
+    int_or_null(b, rows, at + 4);
+    coil__json_lit(b, ",\"endYear\":");
+    int_or_null(b, rows, at + 5);
+    coil__json_lit(b, ",\"runtimeMinutes\":");
+    int_or_null(b, rows, at + 6);
+    coil__json_lit(b, ",\"genres\":");
+    size_t n;
+    const char *genres = coil_db_text(rows, at + 7, &n);
+    if (genres && genres_shaped(genres, n)) coil__json_raw(b, genres, n);
+    else coil__json_lit(b, "[]");
     if (coil_db_columns(rows) > at + 9 && coil_db_type_of(rows, at + 8) != COIL_DB_TYPE_NULL) {
-        json_object_set_new(doc, "averageRating", json_real(coil_db_real(rows, at + 8)));
-        json_object_set_new(doc, "numVotes", json_integer(coil_db_int(rows, at + 9)));
+        coil__json_lit(b, ",\"averageRating\":");
+        coil__json_real(b, coil_db_real(rows, at + 8));
+        coil__json_lit(b, ",\"numVotes\":");
+        coil__json_int(b, coil_db_int(rows, at + 9));
     }
-    return doc;
+    coil__json_lit(b, "}");
+}
+
+/* Sends the text built, or 500 if building it ran out of memory. */
+static int respond_text(coil_http_response *res, coil__json_text *b) {
+    int err = b->failed ? -ENOMEM : coil_http_respond(res, 200, "application/json", b->s, b->len);
+    free(b->s);
+    return err;
 }
 
 static int get_title(coil_http_request *req, coil_http_response *res, void *arg) {
@@ -193,12 +233,11 @@ static int get_title(coil_http_request *req, coil_http_response *res, void *arg)
         gen_release(t, g);
         return err < 0 ? err : coil_http_respond_error(res, 404, "no such title");
     }
-    json_t *doc = title_json(rows, id, 0);
+    coil__json_text b = {0};
+    title_json(&b, rows, id, 0);
     coil_db_rows_close(rows);
     gen_release(t, g);
-    err = coil_http_respond_json(res, 200, doc);
-    json_decref(doc);
-    return err;
+    return respond_text(res, &b);
 }
 
 /* ------------------------------------------------------------------ search */
@@ -301,7 +340,8 @@ static int search(coil_http_request *req, coil_http_response *res, void *arg) {
         gen_release(t, gen);
         return err;
     }
-    json_t *list = json_array();
+    coil__json_text b = {0};
+    coil__json_lit(&b, "{\"titles\":[");
     int64_t last = 0;
     long got = 0;
     bool more = false;
@@ -311,22 +351,22 @@ static int search(coil_http_request *req, coil_http_response *res, void *arg) {
             break;
         }
         last = coil_db_int(rows, 0);
-        json_array_append_new(list, title_json(rows, last, 1));
-        got++;
+        if (got++) coil__json_lit(&b, ",");
+        title_json(&b, rows, last, 1);
     }
     coil_db_rows_close(rows);
     gen_release(t, gen);
     if (err < 0) {
-        json_decref(list);
+        free(b.s);
         return err;
     }
+    coil__json_lit(&b, "],\"next_cursor\":");
     char next[16];
     titles_tconst(last, next, sizeof next);
-    json_t *doc = json_pack("{s:o,s:o}", "titles", list, "next_cursor",
-                            more ? json_string(next) : json_null());
-    err = coil_http_respond_json(res, 200, doc);
-    json_decref(doc);
-    return err;
+    if (more) coil__json_str(&b, next, strlen(next));
+    else coil__json_lit(&b, "null");
+    coil__json_lit(&b, "}");
+    return respond_text(res, &b);
 }
 
 /* ------------------------------------------------------------------ stats */

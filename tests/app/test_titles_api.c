@@ -3,6 +3,7 @@
 #include "app/serve_harness.h"
 
 #include <pthread.h>
+#include <sqlite3.h>
 
 typedef struct first_get {
     int port, status;
@@ -51,10 +52,22 @@ TEST(titles_are_served_with_imdb_names_and_errors) {
     write_text(src, "tconst\ttitleType\tprimaryTitle\toriginalTitle\tisAdult\tstartYear\tendYear\t"
                     "runtimeMinutes\tgenres\n"
                     "tt0000001\tmovie\t\"Hamlet\"\tHamlet\t0\t1948\t\\N\t155\tDrama,History\n"
-                    "tt0000002\ttvSeries\tNA\t\\N\t1\t2001\t2005\t\\N\t\\N\n");
+                    "tt0000002\ttvSeries\tNA\t\\N\t1\t2001\t2005\t\\N\t\\N\n"
+                    "tt0000004\tmovie\tAC\\DC \"Live\"\tx\x01y\t0\t1991\t\\N\t90\tMusic\n"
+                    "tt0000005\tmovie\tBroken\tBroken\t0\t1991\t\\N\t90\tMusic\n");
     write_text(ratings, "tconst\taverageRating\tnumVotes\ntt0000001\t7.8\t12345\n");
     serve_coil_ok(p.dir, (const char *const[]){"import", "titles", src, "--data", p.data, NULL});
     serve_coil_ok(p.dir, (const char *const[]){"import", "ratings", ratings, "--data", p.data, NULL});
+    /* A genres column that coil import did not write is checked, not
+     * copied into the answer. */
+    char dbp[160];
+    snprintf(dbp, sizeof dbp, "%s/titles.db", p.data);
+    sqlite3 *h;
+    ASSERT_EQ(sqlite3_open(dbp, &h), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(h, "UPDATE titles SET genres = '[\"Music\"' WHERE id = 5", NULL, NULL,
+                           NULL),
+              SQLITE_OK);
+    sqlite3_close(h);
     serve_launch(&p, (const char *const[]){"--job-workers", "1", NULL});
     /* The first requests, all at once: they wait for the database to open
      * (the first of them opens it); none is told there are no titles. */
@@ -93,6 +106,22 @@ TEST(titles_are_served_with_imdb_names_and_errors) {
     ASSERT(json_is_true(json_object_get(doc, "isAdult")));
     ASSERT_EQ(json_array_size(json_object_get(doc, "genres")), 0);
     ASSERT(json_object_get(doc, "averageRating") == NULL); /* not rated */
+    json_decref(doc);
+    serve_reply_free(&r);
+    /* Backslashes, quotes and control characters come out escaped. */
+    serve_get(p.port, "/titles/tt0000004", &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_CONTAINS(r.body, "\"primaryTitle\":\"AC\\\\DC \\\"Live\\\"\"");
+    ASSERT_CONTAINS(r.body, "\"originalTitle\":\"x\\u0001y\"");
+    doc = serve_json(&r);
+    ASSERT_STR_EQ(json_string_value(json_object_get(doc, "primaryTitle")), "AC\\DC \"Live\"");
+    ASSERT_STR_EQ(json_string_value(json_object_get(doc, "originalTitle")), "x\x01y");
+    json_decref(doc);
+    serve_reply_free(&r);
+    serve_get(p.port, "/titles/tt0000005", &r);
+    ASSERT_EQ(r.status, 200);
+    doc = serve_json(&r);
+    ASSERT_EQ(json_array_size(json_object_get(doc, "genres")), 0);
     json_decref(doc);
     serve_reply_free(&r);
     serve_expect(p.port, "/titles/tt0000003", 404, NULL);
