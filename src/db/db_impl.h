@@ -110,6 +110,8 @@ struct db_conn {
     PGresult *pq_open;         /* a query's result with rows left */
     int pq_next;               /* its next row */
     coil__list mailbox;        /* requests for this held connection (db->lock) */
+    pthread_cond_t wake;       /* signalled when there is work for this thread */
+    bool idle;                 /* waiting on wake, and not yet signalled (db->lock) */
     bool in_tx;                /* a transaction is open (thread) */
     sqlite3_stmt *open_query;  /* a query with rows left (thread) */
     bool held;                 /* in_tx || open_query || pq_open (db->lock) */
@@ -124,7 +126,6 @@ struct db_conn {
 
 struct coil_db {
     pthread_mutex_t lock;
-    pthread_cond_t work;       /* broadcast: a request was queued, or stop */
     coil__list writeq, readq;
     bool stopping;
     bool pg;                   /* path is a postgres:// URL */

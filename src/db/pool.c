@@ -4,9 +4,12 @@
  * its own mailbox (its connection is held by a query or a transaction);
  * else, if its connection is not held, one from the queue of its kind (the
  * writer's, or the readers' shared one). It runs it without the lock and
- * posts the outcome to the waiting task's loop. One condition variable,
- * broadcast on every queueing, serves all of them: they are few (the
- * writer and 4 readers by default), and each checks only its own work.
+ * posts the outcome to the waiting task's loop. A thread with nothing to
+ * do waits on a condition variable of its own, and queueing a request
+ * wakes one thread that can take it: the held connection it is for, the
+ * writer, or an idle reader. (One variable broadcast to all of them woke
+ * every idle thread for every request, and all but one went back to
+ * sleep: a titles lookup spent most of its CPU in those switches.)
  *
  * A task's wait is interruptible for queries and statements: withdrawn if
  * still queued (it never ran), or, if running, sqlite3_interrupt() on its
@@ -57,11 +60,26 @@ static bool req_interrupt(coil__wait *w, int err) {
 }
 
 /* db->lock held. */
+/* db->lock held: wakes the thread that will take `r`, if it sleeps. A
+ * thread woken stops counting as idle at once, so that the next request
+ * wakes another. A busy thread needs no wake: it looks at its queues
+ * before it waits again. */
+static void wake_for_locked(coil_db *db, const db_req *r) {
+    db_conn *c = r->target;
+    if (!c && r->writer) c = db->cfg.read_only ? NULL : &db->conns[0];
+    for (size_t i = db->cfg.read_only ? 0 : 1; !c && i < db->nconns; i++)
+        if (db->conns[i].idle && !db->conns[i].held) c = &db->conns[i];
+    if (c && c->idle) {
+        c->idle = false;
+        pthread_cond_signal(&c->wake);
+    }
+}
+
 static void queue_locked(coil_db *db, db_req *r) {
     coil__list *q = r->target ? &r->target->mailbox : r->writer ? &db->writeq : &db->readq;
     coil__list_push_back(q, &r->link);
     r->state = DB_QUEUED;
-    pthread_cond_broadcast(&db->work);
+    wake_for_locked(db, r);
 }
 
 int coil__db_submit(db_req *r, bool interruptible) {
@@ -120,7 +138,9 @@ static void *conn_main(void *arg) {
         db_req *r = next_locked(db, c);
         if (!r) {
             if (db->stopping && !c->held) break;
-            pthread_cond_wait(&db->work, &db->lock);
+            c->idle = true;
+            pthread_cond_wait(&c->wake, &db->lock);
+            c->idle = false;
             continue;
         }
         r->state = DB_RUNNING;
@@ -182,14 +202,14 @@ static void db_free(coil_db *db) {
     if (!db) return;
     pthread_mutex_lock(&db->lock);
     db->stopping = true;
-    pthread_cond_broadcast(&db->work);
+    for (size_t i = 0; i < db->nconns; i++) pthread_cond_signal(&db->conns[i].wake);
     pthread_mutex_unlock(&db->lock);
     for (size_t i = 0; i < db->nconns; i++) {
         if (db->conns[i].started) pthread_join(db->conns[i].thread, NULL);
         coil__db_conn_close(&db->conns[i]);
+        pthread_cond_destroy(&db->conns[i].wake);
     }
     free(db->conns);
-    pthread_cond_destroy(&db->work);
     pthread_mutex_destroy(&db->lock);
     free(db->path);
     free(db);
@@ -234,7 +254,6 @@ int coil_db_open(const char *where, const coil_db_config *cfg, coil_db **out) {
     coil_db *db = calloc(1, sizeof *db);
     if (!db) return -ENOMEM;
     pthread_mutex_init(&db->lock, NULL);
-    pthread_cond_init(&db->work, NULL);
     coil__list_init(&db->writeq);
     coil__list_init(&db->readq);
     db->cfg = c;
@@ -243,6 +262,7 @@ int coil_db_open(const char *where, const coil_db_config *cfg, coil_db **out) {
     db->nconns = c.readers + (c.read_only ? 0 : 1);
     db->conns = calloc(db->nconns, sizeof *db->conns);
     if (!db->path || !db->conns) {
+        db->nconns = 0; /* none of them initialised */
         db_free(db);
         return -ENOMEM;
     }
@@ -251,6 +271,7 @@ int coil_db_open(const char *where, const coil_db_config *cfg, coil_db **out) {
         k->db = db;
         k->writer = !c.read_only && i == 0;
         coil__list_init(&k->mailbox);
+        pthread_cond_init(&k->wake, NULL);
         atomic_init(&k->interrupt, false);
     }
     open_job o = {.db = db};
