@@ -30,7 +30,7 @@
 
 enum {
     TITLES_BATCH_ROWS = 4096,
-    TITLES_BATCHES = 8,
+    TITLES_BATCHES = 4,
 };
 
 typedef struct titles_row {

@@ -21,7 +21,7 @@
 
 /* The in-memory index is flushed to a segment at this size: the default
  * (1 MiB) makes ten times the segments to merge. */
-enum { FTS_HASH_BYTES = 8 << 20 };
+enum { FTS_HASH_BYTES = 2 << 20 };
 
 static double now_s(void) {
     struct timespec ts;

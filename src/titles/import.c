@@ -291,7 +291,7 @@ static int open_target(importer *im, const char *path) {
     titles_stream pairs = {.next = pairs_next, .column = pairs_column, .arg = im};
     rc = sqlite3_exec(im->db,
                       "PRAGMA page_size=16384; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
-                      " PRAGMA cache_size=-16000; PRAGMA locking_mode=EXCLUSIVE;"
+                      " PRAGMA cache_size=-8000; PRAGMA locking_mode=EXCLUSIVE;"
                       " PRAGMA temp_store=FILE;",
                       NULL, NULL, NULL);
     if (rc == SQLITE_OK) rc = sqlite3_exec(im->db, schema_sql, NULL, NULL, NULL);
