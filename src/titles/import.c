@@ -194,8 +194,11 @@ static int next_batch(importer *im) {
         snprintf(im->res->error, sizeof im->res->error, "%s", b->error);
         return b->err;
     }
+    /* Read before the push: from then on the batch is the FTS builder's,
+     * and, given back to the parser, refilled. */
+    bool last = b && b->last;
     if (b) titles_fts_side_push(&im->fts, b);
-    if (b && b->last) {
+    if (last) {
         im->ended = true;
         return 0;
     }
