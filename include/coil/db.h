@@ -109,6 +109,10 @@ typedef struct coil_db_config {
     coil_time busy_timeout;  /* wait for another process's lock; 0: 5 s */
     size_t statement_cache;  /* prepared statements kept a connection; 0: 64 */
     bool read_only;          /* open for reading only (no writer) */
+    bool immutable;          /* SQLite: read_only, and the file is never written
+                                while open (it is replaced by a rename, if at all):
+                                no locks and no change checks per query. Wrong
+                                answers or SQLITE_CORRUPT if something writes it */
     bool relaxed;            /* synchronous=NORMAL: a commit may be lost in a
                                 power cut (never corrupt); default FULL */
 } coil_db_config;

@@ -251,6 +251,7 @@ int coil_db_open(const char *where, const coil_db_config *cfg, coil_db **out) {
         if (!c.statement_cache) c.statement_cache = DEFAULT_CACHE;
     }
     if (c.readers > MAX_READERS || c.busy_timeout < 0) return -EINVAL;
+    if (c.immutable) c.read_only = true;
     coil_db *db = calloc(1, sizeof *db);
     if (!db) return -ENOMEM;
     pthread_mutex_init(&db->lock, NULL);

@@ -71,12 +71,45 @@ static int busy_handler(void *arg, int count) {
     return 1;
 }
 
+/* "file:PATH?immutable=1", PATH with the bytes that mean something in a
+ * URI ('%', '?', '#') percent-encoded. malloc'd, or NULL. */
+static char *immutable_uri(const char *path) {
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen(path);
+    char *uri = malloc(5 + 3 * n + sizeof "?immutable=1");
+    if (!uri) return NULL;
+    char *w = uri;
+    memcpy(w, "file:", 5);
+    w += 5;
+    for (const char *p = path; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '%' || ch == '?' || ch == '#') {
+            *w++ = '%';
+            *w++ = hex[ch >> 4];
+            *w++ = hex[ch & 15];
+        } else {
+            *w++ = (char)ch;
+        }
+    }
+    memcpy(w, "?immutable=1", sizeof "?immutable=1");
+    return uri;
+}
+
 int coil__db_conn_open(db_conn *c, char *errmsg, size_t cap) {
     coil_db *db = c->db;
     if (db->pg) return coil__db_pg_open(c, errmsg, cap);
     int flags = SQLITE_OPEN_NOMUTEX | (c->writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
                                                  : SQLITE_OPEN_READONLY);
-    int rc = sqlite3_open_v2(db->path, &c->h, flags, NULL);
+    char *uri = NULL;
+    if (db->cfg.immutable) {
+        if (!(uri = immutable_uri(db->path))) {
+            snprintf(errmsg, cap, "out of memory");
+            return -ENOMEM;
+        }
+        flags |= SQLITE_OPEN_URI;
+    }
+    int rc = sqlite3_open_v2(uri ? uri : db->path, &c->h, flags, NULL);
+    free(uri);
     if (rc == SQLITE_OK) {
         sqlite3_extended_result_codes(c->h, 1);
         sqlite3_busy_handler(c->h, busy_handler, c);

@@ -473,3 +473,49 @@ TEST(a_read_only_database_refuses_writes) { /* SQLite only */
     RUN_MAIN(read_only_main, path);
     rm_db(path);
 }
+
+/* An immutable file is read without locks: it reads while another
+ * connection holds an exclusive lock on it, which a plain reader cannot.
+ * The path has the bytes a URI gives meaning to. */
+static coil_result immutable_main(void *arg) {
+    const char *path = arg;
+    sqlite3 *w;
+    ASSERT_EQ(sqlite3_open(path, &w), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(w, "CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (7), (8);", NULL,
+                           NULL, NULL),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(w, "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE;", NULL, NULL, NULL),
+              SQLITE_OK);
+    coil_db_config cfg;
+    coil_db_config_init(&cfg);
+    cfg.immutable = true;
+    cfg.busy_timeout = COIL_MSEC(50);
+    coil_db *db;
+    ASSERT_EQ(coil_db_open(path, &cfg, &db), 0);
+    ASSERT_EQ(count_of(db, "SELECT count(*) FROM t"), 2);
+    ASSERT_EQ(coil_db_exec(db, "INSERT INTO t VALUES (9)", COIL_DB_NO_ARGS, NULL), -EROFS);
+    ASSERT_EQ(coil_db_close(db), 0);
+    /* The same file, not immutable: the lock is in the way. */
+    cfg.immutable = false;
+    cfg.read_only = true;
+    int err = coil_db_open(path, &cfg, &db);
+    if (err == 0) {
+        coil_db_rows *rows;
+        err = coil_db_query(db, "SELECT count(*) FROM t", COIL_DB_NO_ARGS, &rows);
+        if (!err) coil_db_rows_close(rows);
+        coil_db_close(db);
+    }
+    ASSERT_EQ(err, -EBUSY);
+    sqlite3_exec(w, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(w);
+    return coil_ok(NULL);
+}
+
+TEST(an_immutable_database_is_read_without_locks) { /* SQLite only */
+    char dir[] = "/tmp/coil-db-XXXXXX";
+    ASSERT(mkdtemp(dir) != NULL);
+    char path[128];
+    snprintf(path, sizeof path, "%s/odd?name#100%%.db", dir);
+    RUN_MAIN(immutable_main, path);
+    rm_db(strdup(path));
+}
