@@ -500,24 +500,61 @@ int titles_import_basics(const titles_import_opts *o, titles_import_result *res)
     return err;
 }
 
+/* A copy of the database at `from`, page by page through SQLite (so a WAL
+ * it may have is in the copy), opened for the ratings import. */
+static int copy_for_ratings(importer *im, const char *from, const char *to) {
+    sqlite3 *src = NULL;
+    int rc = sqlite3_open_v2(from, &src, SQLITE_OPEN_READONLY, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_open_v2(to, &im->db, SQLITE_OPEN_READWRITE |
+                                              SQLITE_OPEN_CREATE, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(src, 10000);
+        sqlite3_backup *b = sqlite3_backup_init(im->db, "main", src, "main");
+        if (!b) rc = sqlite3_errcode(im->db);
+        else {
+            rc = sqlite3_backup_step(b, -1);
+            int fin = sqlite3_backup_finish(b);
+            rc = rc == SQLITE_DONE ? fin : rc;
+        }
+    }
+    int err = 0;
+    if (rc != SQLITE_OK) {
+        sqlite3 *why = im->db && sqlite3_errcode(im->db) != SQLITE_OK ? im->db : src;
+        snprintf(im->res->error, sizeof im->res->error, "copying %.400s: %s", from,
+                 why ? sqlite3_errmsg(why) : sqlite3_errstr(rc));
+        err = rc == SQLITE_FULL ? -ENOSPC : -EIO;
+    }
+    sqlite3_close(src);
+    return err;
+}
+
 int titles_import_ratings(const titles_import_opts *o, titles_import_result *res) {
     memset(res, 0, sizeof *res);
     importer im = {.o = o, .res = res, .start = now_s(), .rd = {.fd = -1}};
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.import-%ld", o->db_path, (long)getpid()) >=
+        sizeof tmp)
+        return -ENAMETOOLONG;
     if (o->rejects) snprintf(im.rejects_path, sizeof im.rejects_path, "%s", o->rejects);
     else snprintf(im.rejects_path, sizeof im.rejects_path, "%s.ratings-rejects.tsv", o->db_path);
+    unlink(tmp);
     int err = titles_lines_open(&im.rd, o->src, res->error, sizeof res->error);
-    int rc = SQLITE_OK;
-    sqlite3_stmt *ins = NULL;
+    if (!err)
+        err = titles_lines_header(&im.rd, TITLES_RATINGS_HEADER, "title.ratings.tsv", res->error,
+                                  sizeof res->error);
     if (!err && access(o->db_path, F_OK) != 0) {
         snprintf(res->error, sizeof res->error, "%s: no titles database: import the titles first",
                  o->db_path);
         err = -ENOENT;
     }
+    if (!err) err = copy_for_ratings(&im, o->db_path, tmp);
+    int rc = SQLITE_OK;
+    sqlite3_stmt *ins = NULL;
     if (!err) {
-        rc = sqlite3_open_v2(o->db_path, &im.db, SQLITE_OPEN_READWRITE, NULL);
-        if (rc == SQLITE_OK) sqlite3_busy_timeout(im.db, 10000);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(im.db, "BEGIN IMMEDIATE; DELETE FROM ratings;", NULL, NULL, NULL);
+        rc = sqlite3_exec(im.db,
+                          "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+                          " PRAGMA locking_mode=EXCLUSIVE; BEGIN; DELETE FROM ratings;",
+                          NULL, NULL, NULL);
         if (rc == SQLITE_OK)
             rc = sqlite3_prepare_v2(im.db,
                                     "INSERT INTO ratings SELECT ?1, ?2, ?3 WHERE EXISTS"
@@ -525,9 +562,6 @@ int titles_import_ratings(const titles_import_opts *o, titles_import_result *res
                                     -1, &ins, NULL);
         if (rc != SQLITE_OK) err = sql_fail(&im, o->db_path);
     }
-    if (!err)
-        err = titles_lines_header(&im.rd, TITLES_RATINGS_HEADER, "title.ratings.tsv", res->error,
-                                  sizeof res->error);
     const char *line;
     size_t len;
     char why[96];
@@ -559,11 +593,13 @@ int titles_import_ratings(const titles_import_opts *o, titles_import_result *res
         }
     }
     if (!err && got < 0) err = got;
-    if (!err && sqlite3_exec(im.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        err = sql_fail(&im, "committing");
-    if (err && im.db) sqlite3_exec(im.db, "ROLLBACK", NULL, NULL, NULL);
     sqlite3_finalize(ins);
+    if (!err && sqlite3_exec(im.db, "COMMIT; PRAGMA journal_mode=WAL", NULL, NULL, NULL) !=
+                    SQLITE_OK)
+        err = sql_fail(&im, "committing");
     importer_close(&im);
+    if (!err) err = put_in_place(tmp, o->db_path, res->error, sizeof res->error);
+    if (err) unlink(tmp);
     res->seconds = now_s() - im.start;
     return err;
 }

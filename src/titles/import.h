@@ -45,12 +45,14 @@ typedef struct titles_import_result {
  * any failure (a bad line without skip_bad, a truncated gzip, an empty
  * file or a wrong header, a full disk, *stop) the temporary file is
  * removed and db_path is as it was. Returns 0 or a negative errno, with
- * res->error. Memory stays within about 40 MiB whatever the file's size. */
+ * res->error. Memory stays within about 50 MB whatever the file's size. */
 int titles_import_basics(const titles_import_opts *o, titles_import_result *res);
 
-/* Imports title.ratings into the existing database at db_path, in one
- * transaction (the old ratings stay until it commits): rows whose tconst
- * has no title are counted in res->rejected and skipped. */
+/* Imports title.ratings into a copy of the database at db_path and renames
+ * the copy over it, as titles_import_basics() does: a titles.db in place
+ * is never written, so that readers may open it immutable. Rows whose
+ * tconst has no title are counted in res->rejected and skipped. On any
+ * failure db_path is as it was. */
 int titles_import_ratings(const titles_import_opts *o, titles_import_result *res);
 
 /* The schema version of a titles database made here. */

@@ -192,6 +192,19 @@ TEST(a_failed_import_leaves_the_old_database_as_it_was) {
         serve_ran_free(&r);
         assert_unchanged(p.dir, before, len);
     }
+    /* A ratings import that fails leaves it as it was too: ratings go into
+     * a copy, renamed into place at the end. */
+    char rsrc[256], rdb[256];
+    snprintf(rsrc, sizeof rsrc, "%s/r.tsv", p.dir);
+    snprintf(rdb, sizeof rdb, "%s/titles.db", p.dir);
+    write_file(rsrc, TITLES_RATINGS_HEADER "\ntt0000001\t7.5\t10\ntt0000002\tx\t3\n",
+               strlen(TITLES_RATINGS_HEADER) + 32, false);
+    const char *rat[] = {"import", "ratings", rsrc, "--db", rdb, NULL};
+    serve_coil_run(p.dir, rat, &r);
+    ASSERT_EQ(r.status, 1);
+    ASSERT_CONTAINS(r.err, "line 3");
+    serve_ran_free(&r);
+    assert_unchanged(p.dir, before, len);
     /* A truncated gzip: the first half of a good one. */
     char big[256], src[256], db[256];
     snprintf(big, sizeof big, "%s/big.tsv.gz", p.dir);
