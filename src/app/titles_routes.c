@@ -65,7 +65,9 @@ static titles_gen *gen_open(app_titles *t) {
     g->ino = st.st_ino;
     coil_db_config cfg;
     coil_db_config_init(&cfg);
-    cfg.read_only = true; /* coil import writes it; the server only reads */
+    /* coil import never writes a titles.db in place: it makes a new file
+     * and renames it over the old one (a new generation here). */
+    cfg.immutable = true;
     if (coil_db_open(t->path, &cfg, &g->db) != 0) {
         fprintf(stderr, "coil serve: %s: %s\n", t->path, coil_db_error());
         free(g);
