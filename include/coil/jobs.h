@@ -73,6 +73,11 @@ typedef struct coil_job_ctx coil_job_ctx;
  * runs many jobs: free it. */
 typedef int (*coil_job_fn)(const void *payload, size_t len, coil_job_ctx *ctx);
 
+/* A handler's return for a failure that another attempt cannot mend (a
+ * webhook answered 4xx, a payload the handler refuses): the job is dead at
+ * once, whatever attempts it has left. Any other error is retried. */
+#define COIL_JOB_NO_RETRY (-131) /* -ENOTRECOVERABLE */
+
 /* Registers `fn` for `kind` (1 to COIL_JOB_KIND_MAX bytes, copied).
  * Register every kind before coil_worker_main_if_requested() and before the
  * first pool starts. Returns 0; -EEXIST if the kind is taken; -EINVAL for a
@@ -363,6 +368,30 @@ COIL_EXTERN bool coil_jobs_store_available(coil_jobs *jobs);
  * Returns 0 or the route error. Does not suspend. */
 COIL_EXTERN int coil_jobs_mount(coil_jobs *jobs, struct coil_http_server *srv);
 
+/* When a follow-up runs: its parent succeeded; failed for good (dead) or
+ * was cancelled; or either. */
+typedef enum coil_job_when {
+    COIL_JOB_ON_SUCCESS = 1,
+    COIL_JOB_ON_FAILURE = 2,
+    COIL_JOB_ON_DONE = 3,
+} coil_job_when;
+
+/* A job to enqueue when another ends, like Celery's link and link_error.
+ * It is written in the same store transaction as its parent's final state,
+ * so a crash cannot lose it. Its payload is `payload` (a JSON object, or
+ * NULL for {}) with a "parent" member added:
+ *   {"id", "kind", "status", "attempts", "error", "finished"}. */
+typedef struct coil_job_followup {
+    const char *kind;          /* registered, like any job's */
+    const char *payload;       /* a JSON object (borrowed), or NULL */
+    coil_job_when when;
+    int max_attempts;          /* 0: 3 */
+    coil_time backoff;         /* 0: 1 s */
+    coil_time backoff_cap;     /* 0: 1 h */
+    const struct coil_job_followup *followups; /* its own, for a chain (4 deep at most) */
+    size_t nfollowups;
+} coil_job_followup;
+
 /* How to enqueue; every field 0 means the default. */
 typedef struct coil_jobs_enqueue_opts {
     int priority;              /* higher runs first; -1000..1000 */
@@ -372,6 +401,8 @@ typedef struct coil_jobs_enqueue_opts {
     coil_time backoff;         /* bound of the first retry's delay; 0: 1 s */
     coil_time backoff_cap;     /* largest retry delay; 0: 1 h */
     const char *idempotency_key; /* NULL: none; 1..255 printable bytes */
+    const coil_job_followup *followups; /* up to 16 (borrowed during the call) */
+    size_t nfollowups;
 } coil_jobs_enqueue_opts;
 
 /* Size of a job id: 32 hex digits and a NUL. */

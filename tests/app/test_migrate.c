@@ -31,11 +31,11 @@ TEST(migrate_creates_the_schema_then_finds_it_current) {
     serve_ran r;
     run_migrate(d.dir, where, &r);
     ASSERT_EQ(r.status, 0);
-    ASSERT_CONTAINS(r.out, "schema created (version 1)");
+    ASSERT_CONTAINS(r.out, fx_pg() ? "schema created (version 1)" : "schema created (version 2)");
     serve_ran_free(&r);
     run_migrate(d.dir, where, &r);
     ASSERT_EQ(r.status, 0);
-    ASSERT_CONTAINS(r.out, "schema is current (version 1)");
+    ASSERT_CONTAINS(r.out, fx_pg() ? "schema is current (version 1)" : "schema is current (version 2)");
     serve_ran_free(&r);
     /* The schema is real: a store opens on it and takes a job. */
     if (fx_pg()) {
@@ -51,7 +51,7 @@ TEST(migrate_creates_the_schema_then_finds_it_current) {
         sqlite3_stmt *st;
         ASSERT_EQ(sqlite3_prepare_v2(h, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
         ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-        ASSERT_EQ(sqlite3_column_int(st, 0), 1);
+        ASSERT_EQ(sqlite3_column_int(st, 0), 2);
         sqlite3_finalize(st);
         ASSERT_EQ(sqlite3_prepare_v2(h, "SELECT count(*) FROM jobs", -1, &st, NULL), SQLITE_OK);
         ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
@@ -94,6 +94,69 @@ TEST(several_migrates_at_once_agree) {
         ASSERT_GE(ok, 1);
         ASSERT_EQ(ok + busy, N);
     }
+    serve_cleanup(&d);
+    fx_rmtree(where);
+}
+
+/* A version-1 job store (before follow-ups), as coil made it then. */
+static const char v1_schema[] =
+    "CREATE TABLE jobs (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,"
+    " payload BLOB NOT NULL, priority INTEGER NOT NULL, run_at INTEGER NOT NULL,"
+    " idem_key TEXT UNIQUE, attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,"
+    " backoff_base INTEGER NOT NULL, backoff_cap INTEGER NOT NULL, timeout INTEGER NOT NULL,"
+    " state INTEGER NOT NULL, cancel_requested INTEGER NOT NULL DEFAULT 0, lease_owner TEXT,"
+    " progress INTEGER NOT NULL DEFAULT 0, progress_msg TEXT, result BLOB, result_type TEXT,"
+    " result_path TEXT, error_msg TEXT, error_signal INTEGER NOT NULL DEFAULT 0,"
+    " error_exit INTEGER NOT NULL DEFAULT -1, error_oom INTEGER NOT NULL DEFAULT 0,"
+    " created INTEGER NOT NULL, started INTEGER NOT NULL DEFAULT 0,"
+    " finished INTEGER NOT NULL DEFAULT 0, updated INTEGER NOT NULL);"
+    "CREATE INDEX jobs_runnable ON jobs(priority DESC, run_at, seq) WHERE state IN (0, 3);"
+    "CREATE INDEX jobs_by_state ON jobs(state, seq);"
+    "CREATE INDEX jobs_by_kind ON jobs(kind, seq);"
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO counters VALUES ('ids', 7);"
+    "INSERT INTO jobs (id, kind, payload, priority, run_at, max_attempts, backoff_base,"
+    " backoff_cap, timeout, state, created, updated) VALUES"
+    " ('0123456789abcdef0123456789abcdef', 'demo.sleep', '{}', 0, 0, 3, 1000, 3600000, 0, 2,"
+    " 1, 1);"
+    "PRAGMA user_version=1;";
+
+TEST(a_version_1_store_is_upgraded_in_place) { /* SQLite only */
+    char *where = fx_tmpdir();
+    char db[600];
+    snprintf(db, sizeof db, "%s/jobs.db", where);
+    sqlite3 *h;
+    ASSERT_EQ(sqlite3_open(db, &h), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(h, v1_schema, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(h);
+    serve_proc d;
+    serve_init(&d);
+    serve_ran r;
+    run_migrate(d.dir, where, &r);
+    if (r.status) coil_test_fail(__FILE__, __LINE__, "%s", r.err);
+    ASSERT_CONTAINS(r.out, "schema upgraded from version 1 to 2");
+    serve_ran_free(&r);
+    ASSERT_EQ(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    /* The old job is there, and the new columns and indexes. */
+    ASSERT_EQ(sqlite3_prepare_v2(h, "SELECT count(*) FROM jobs WHERE followups IS NULL"
+                                    " AND followups_pending = 0 AND parent IS NULL AND state = 2",
+                                 -1, &st, NULL),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    ASSERT_EQ(sqlite3_column_int(st, 0), 1);
+    sqlite3_finalize(st);
+    ASSERT_EQ(sqlite3_prepare_v2(h, "SELECT count(*) FROM sqlite_schema WHERE name IN"
+                                    " ('jobs_followups_due', 'jobs_by_parent')",
+                                 -1, &st, NULL),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    ASSERT_EQ(sqlite3_column_int(st, 0), 2);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    run_migrate(d.dir, where, &r);
+    ASSERT_CONTAINS(r.out, "schema is current (version 2)");
+    serve_ran_free(&r);
     serve_cleanup(&d);
     fx_rmtree(where);
 }

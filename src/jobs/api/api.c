@@ -176,7 +176,19 @@ static int get_job(coil_http_request *req, coil_http_response *res, void *arg) {
     coil__job *job = job_of(arg, req, res);
     if (!job) return 0;
     json_t *doc = coil__job_status_doc(job);
+    coil__job_list children = {0};
+    int err = 0;
+    if (job->followups) {
+        coil__job_filter f = {.state = -1, .parent = job->id, .limit = COIL__FOLLOWUPS_MAX};
+        err = coil__store_list(((coil_jobs *)arg)->store, &f, &children);
+    }
+    if (!err && doc) err = coil__job_status_add_followups(doc, job, &children);
+    coil__job_list_free(&children);
     coil__job_free(job);
+    if (err) {
+        json_decref(doc);
+        return respond_store_error(res, err, "cannot read the job's follow-ups");
+    }
     return respond_doc(res, 200, doc);
 }
 

@@ -7,7 +7,12 @@
  *    "progress", "message", "created_at", "started_at", "finished_at",
  *    "updated_at", "run_at", "timeout_ms", "cancel_requested",
  *    "error": null | {"message", "signal", "exit_status", "oom"},
- *    "result": null | {"url", "content_type", "size"}}
+ *    "result": null | {"url", "content_type", "size"},
+ *    "parent": null | "ID" (a follow-up's),
+ *    "followups": [{"kind", "when", "id": null | "ID", "status"}]}
+ *
+ * A follow-up's status is its job's once its parent has ended and written
+ * it; "waiting" before; "skipped" if the parent ended the other way.
  *
  * Times are milliseconds since the Unix epoch, null until they happen.
  */
@@ -16,6 +21,8 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 /* A time, or null for "not yet". */
@@ -65,11 +72,45 @@ void *coil__job_status_doc(const coil__job *job) {
     bad |= json_object_set_new(doc, "cancel_requested", json_boolean(job->cancel_requested));
     bad |= json_object_set_new(doc, "error", error_doc(job));
     bad |= json_object_set_new(doc, "result", result_doc(job));
+    bad |= json_object_set_new(doc, "parent", string_or_null(job->parent));
     if (bad) {
         json_decref(doc);
         return NULL;
     }
     return doc;
+}
+
+/* The follow-up a child is, from its key "followup:PARENT:INDEX"; -1. */
+static long followup_index(const coil__job *child, const char *parent) {
+    char prefix[COIL__JOB_ID_SIZE + 16];
+    int n = snprintf(prefix, sizeof prefix, "followup:%s:", parent);
+    if (!child->idem_key || strncmp(child->idem_key, prefix, (size_t)n) != 0) return -1;
+    char *end;
+    long i = strtol(child->idem_key + n, &end, 10);
+    return *end == '\0' && i >= 0 ? i : -1;
+}
+
+int coil__job_status_add_followups(void *status_doc, const coil__job *job,
+                                   const coil__job_list *children) {
+    json_t *specs = job->followups ? json_loads(job->followups, 0, NULL) : NULL;
+    json_t *list = json_array();
+    size_t i;
+    json_t *f;
+    json_array_foreach(specs, i, f) {
+        const coil__job *child = NULL;
+        for (size_t k = 0; children && k < children->n && !child; k++)
+            if (followup_index(children->jobs[k], job->id) == (long)i) child = children->jobs[k];
+        const char *status = child                              ? coil__job_state_name(child->state)
+                             : coil__job_state_final(job->state) ? "skipped"
+                                                                 : "waiting";
+        json_array_append_new(list, json_pack("{s:O, s:O, s:o, s:s}", "kind",
+                                              json_object_get(f, "kind"), "when",
+                                              json_object_get(f, "when"),
+                                              "id", child ? json_string(child->id) : json_null(),
+                                              "status", status));
+    }
+    json_decref(specs);
+    return json_object_set_new(status_doc, "followups", list) == 0 ? 0 : -ENOMEM;
 }
 
 int coil__jobs_http_status(int err) {

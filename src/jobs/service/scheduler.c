@@ -257,6 +257,7 @@ static void describe_failure(const record *r, char *buf, size_t cap, coil__job_e
     e->signal = o->signal;
     e->exit_status = o->exit_status;
     e->oom = o->oom;
+    e->permanent = r->err == COIL_JOB_NO_RETRY && !o->crashed;
     if (r->err == -ETIMEDOUT)
         snprintf(buf, cap, "timed out after %lld ms", (long long)r->sj->rec->timeout_ms);
     else if (r->err == -ECANCELED && r->sj->cancel)

@@ -13,6 +13,7 @@
 #include "jobs/pool/worker.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +139,73 @@ void coil_jobs_stop(coil_jobs *j) {
 /* ms from ns, rounding up so that a positive duration stays positive. */
 static int64_t ms_of(coil_time ns) { return ns <= 0 ? 0 : (ns + 999999) / 1000000; }
 
+_Static_assert(COIL_JOB_NO_RETRY == -ENOTRECOVERABLE, "COIL_JOB_NO_RETRY is -ENOTRECOVERABLE");
+
+/* The follow-ups as a JSON array (store.h), each kind registered here and
+ * each payload a JSON object; a chain's nested in its link's. */
+static int followups_array(const coil_job_followup *f, size_t n, int depth, json_t **out) {
+    static const char *const when[] = {NULL, "success", "failure", "done"};
+    *out = NULL;
+    if (!f || n == 0 || n > COIL__FOLLOWUPS_MAX || depth > COIL__FOLLOWUPS_DEPTH) return -EINVAL;
+    json_t *list = json_array();
+    int err = list ? 0 : -ENOMEM;
+    for (size_t i = 0; i < n && !err; i++) {
+        if (!f[i].kind || !coil__job_lookup(f[i].kind, strlen(f[i].kind))) {
+            err = f[i].kind ? -ENOENT : -EINVAL;
+            break;
+        }
+        if (f[i].when < COIL_JOB_ON_SUCCESS || f[i].when > COIL_JOB_ON_DONE ||
+            f[i].max_attempts < 0 || f[i].max_attempts > 100 || f[i].backoff < 0 ||
+            f[i].backoff_cap < 0) {
+            err = -EINVAL;
+            break;
+        }
+        json_t *payload = f[i].payload ? json_loads(f[i].payload, 0, NULL) : json_object();
+        if (!json_is_object(payload)) {
+            json_decref(payload);
+            err = -EINVAL;
+            break;
+        }
+        /* "o" takes the payload's reference, and the _new calls take
+         * theirs, on failure too. */
+        json_t *one = json_pack("{s:s, s:s, s:o, s:i, s:I, s:I}", "kind", f[i].kind, "when",
+                                when[f[i].when], "payload", payload, "max_attempts",
+                                f[i].max_attempts, "backoff_ms", (json_int_t)ms_of(f[i].backoff),
+                                "backoff_cap_ms", (json_int_t)ms_of(f[i].backoff_cap));
+        if (!one) {
+            err = -ENOMEM;
+            break;
+        }
+        json_t *next = NULL;
+        if (f[i].nfollowups) err = followups_array(f[i].followups, f[i].nfollowups, depth + 1, &next);
+        if (!err && next && json_object_set_new(one, "followups", next) != 0) err = -ENOMEM;
+        if (err) json_decref(one);
+        else if (json_array_append_new(list, one) != 0) err = -ENOMEM;
+    }
+    if (err) json_decref(list);
+    else *out = list;
+    return err;
+}
+
+/* The follow-ups as the store keeps them, checked; NULL for none. */
+static int followups_json(const coil_job_followup *f, size_t n, char **out) {
+    *out = NULL;
+    if (n == 0) return 0;
+    json_t *list;
+    int err = followups_array(f, n, 1, &list);
+    if (err) return err;
+    char msg[160];
+    *out = json_dumps(list, JSON_COMPACT);
+    json_decref(list);
+    if (!*out) return -ENOMEM;
+    if (coil__followups_check(*out, msg, sizeof msg) != 0) {
+        free(*out);
+        *out = NULL;
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int coil__jobs_enqueue(coil_jobs *j, const char *kind, const void *payload, size_t len,
                        const coil_jobs_enqueue_opts *opts, coil__enqueued *out) {
     static const coil_jobs_enqueue_opts none = {0};
@@ -149,6 +217,9 @@ int coil__jobs_enqueue(coil_jobs *j, const char *kind, const void *payload, size
         return -EINVAL;
     if (strnlen(kind, COIL_JOB_KIND_MAX + 1) > COIL_JOB_KIND_MAX) return -EINVAL;
     if (!coil__job_lookup(kind, strlen(kind))) return -ENOENT;
+    char *followups = NULL;
+    int err = followups_json(opts->followups, opts->nfollowups, &followups);
+    if (err) return err;
     coil__job_spec spec = {
         .kind = kind,
         .payload = payload,
@@ -160,8 +231,11 @@ int coil__jobs_enqueue(coil_jobs *j, const char *kind, const void *payload, size
         .backoff_base_ms = ms_of(opts->backoff),
         .backoff_cap_ms = ms_of(opts->backoff_cap),
         .timeout_ms = ms_of(opts->timeout),
+        .followups = followups,
     };
-    return coil__store_enqueue(j->store, &spec, out);
+    err = coil__store_enqueue(j->store, &spec, out);
+    free(followups);
+    return err;
 }
 
 int coil_jobs_enqueue(coil_jobs *j, const char *kind, const void *payload, size_t len,

@@ -120,6 +120,10 @@ char *coil__jobs_dump_text(coil_jobs *j);
 
 /* The status document of `job` (a json_t *, new reference; NULL on ENOMEM). */
 void *coil__job_status_doc(const coil__job *job);
+/* Adds "followups" to a status document: job's follow-up specs, each with
+ * its job from `children` (job's follow-ups as listed; may be NULL). */
+int coil__job_status_add_followups(void *status_doc, const coil__job *job,
+                                   const coil__job_list *children);
 /* Maps a store error to an HTTP status: 503 for storage failures (full,
  * read-only, I/O), 404 for -ENOENT, 400 for -EINVAL, else 500. */
 int coil__jobs_http_status(int err);

@@ -212,7 +212,13 @@ int coil__pg_classify_miss(coil__pg *pg, coil__store_req *r, const char *id, int
 /* ------------------------------------------------------------------ writes */
 
 /* Enqueues wait in the transaction's batch (pg_batch.c), as completes do. */
-static int exec_enqueue(coil__store *s, coil__store_req *r) { return coil__pg_batch_add(s, r, 0); }
+static int exec_enqueue(coil__store *s, coil__store_req *r) {
+    if (r->u.enqueue.spec->followups) { /* not in this store's schema yet */
+        r->err = -EOPNOTSUPP;
+        return 0;
+    }
+    return coil__pg_batch_add(s, r, 0);
+}
 
 int coil__pg_enqueue_existing(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;

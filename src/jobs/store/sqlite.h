@@ -36,6 +36,8 @@ typedef enum coil__stmt {
     COIL__STMT_ROLLBACK,
     COIL__STMT_FIND_KEY,
     COIL__STMT_INSERT,
+    COIL__STMT_FOLLOWUPS_DUE,
+    COIL__STMT_FOLLOWUPS_DONE,
     COIL__STMT_LOOKUP,
     COIL__STMT_COMPLETE,
     COIL__STMT_FAIL,
@@ -80,7 +82,7 @@ typedef struct coil__sqlite {
 static inline coil__sqlite *coil__sq(const coil__store *s) { return s->impl; }
 
 enum {
-    SCHEMA_VERSION = 1,
+    SCHEMA_VERSION = 2,
     BUSY_TIMEOUT_MS = 5000,
 };
 
@@ -94,7 +96,7 @@ enum {
     "max_attempts, backoff_base, backoff_cap, timeout, state, "              \
     "cancel_requested, lease_owner, progress, progress_msg, " result ", "    \
     "result_type, result_path, error_msg, error_signal, error_exit, "        \
-    "error_oom, created, started, finished, updated"
+    "error_oom, created, started, finished, updated, followups, parent"
 #define FULL_COLUMNS JOB_COLUMNS("payload", "result")
 #define SUMMARY_COLUMNS JOB_COLUMNS("length(payload)", "length(result)")
 

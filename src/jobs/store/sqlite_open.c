@@ -78,6 +78,7 @@ enum {
     COL_STATE, COL_CANCEL_REQUESTED, COL_LEASE_OWNER, COL_PROGRESS, COL_PROGRESS_MSG,
     COL_RESULT, COL_RESULT_TYPE, COL_RESULT_PATH, COL_ERROR_MSG, COL_ERROR_SIGNAL,
     COL_ERROR_EXIT, COL_ERROR_OOM, COL_CREATED, COL_STARTED, COL_FINISHED, COL_UPDATED,
+    COL_FOLLOWUPS, COL_PARENT,
 };
 
 /* Bytes of a text or blob column, NUL not included; -1 for NULL. */
@@ -101,8 +102,8 @@ static char *col_copy(sqlite3_stmt *st, int col, bool blob, char **cursor) {
     return dst;
 }
 
-static const int text_cols[] = {COL_KIND, COL_IDEM_KEY, COL_LEASE_OWNER, COL_PROGRESS_MSG,
-                                COL_RESULT_TYPE, COL_ERROR_MSG};
+static const int text_cols[] = {COL_KIND,        COL_IDEM_KEY,  COL_LEASE_OWNER, COL_PROGRESS_MSG,
+                                COL_RESULT_TYPE, COL_ERROR_MSG, COL_FOLLOWUPS,   COL_PARENT};
 
 /* Builds a record from the current row, in one allocation. `blobs`: the
  * row has payload and result bytes (else their lengths). NULL on ENOMEM. */
@@ -128,6 +129,8 @@ coil__job *coil__job_from_row(const coil__store *s, sqlite3_stmt *st, bool blobs
     j->progress_msg = col_copy(st, COL_PROGRESS_MSG, false, &cur);
     j->result_type = col_copy(st, COL_RESULT_TYPE, false, &cur);
     j->error_msg = col_copy(st, COL_ERROR_MSG, false, &cur);
+    j->followups = col_copy(st, COL_FOLLOWUPS, false, &cur);
+    j->parent = col_copy(st, COL_PARENT, false, &cur);
     if (path >= 0) {
         int n = snprintf(cur, need - (size_t)(cur - (char *)j), "%s/%s", coil__sq(s)->results_dir,
                          (const char *)sqlite3_column_text(st, COL_RESULT_PATH));
@@ -165,6 +168,19 @@ coil__job *coil__job_from_row(const coil__store *s, sqlite3_stmt *st, bool blobs
 
 /* ------------------------------------------------------------------ schema */
 
+/* Jobs whose follow-ups are still to be written, by state: the final
+ * ones are due. And a job's follow-ups, for its status document. */
+#define FOLLOWUP_INDEXES                                                                     \
+    "CREATE INDEX IF NOT EXISTS jobs_followups_due ON jobs(state)"                           \
+    " WHERE followups_pending = 1;"                                                          \
+    "CREATE INDEX IF NOT EXISTS jobs_by_parent ON jobs(parent, seq) WHERE parent IS NOT NULL;"
+
+/* Version 1 to 2: follow-ups. */
+static const char migrate_v2_sql[] =
+    "ALTER TABLE jobs ADD COLUMN followups TEXT;"
+    "ALTER TABLE jobs ADD COLUMN followups_pending INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN parent TEXT;" FOLLOWUP_INDEXES;
+
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS jobs ("
     " seq INTEGER PRIMARY KEY,"
@@ -194,12 +210,16 @@ static const char schema_sql[] =
     " created INTEGER NOT NULL,"
     " started INTEGER NOT NULL DEFAULT 0,"
     " finished INTEGER NOT NULL DEFAULT 0,"
-    " updated INTEGER NOT NULL);"
+    " updated INTEGER NOT NULL,"
+    " followups TEXT,"
+    " followups_pending INTEGER NOT NULL DEFAULT 0,"
+    " parent TEXT);"
     /* Runnable candidates only (queued = 0, failed = 3), in claim order. */
     "CREATE INDEX IF NOT EXISTS jobs_runnable ON jobs(priority DESC, run_at, seq)"
     " WHERE state IN (0, 3);"
     "CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, seq);"
     "CREATE INDEX IF NOT EXISTS jobs_by_kind ON jobs(kind, seq);"
+    FOLLOWUP_INDEXES
     "CREATE TABLE IF NOT EXISTS counters ("
     " name TEXT PRIMARY KEY,"
     " value INTEGER NOT NULL) WITHOUT ROWID;"
@@ -214,8 +234,14 @@ static const char *const stmt_sql[COIL__STMT_COUNT] = {
     [COIL__STMT_FIND_KEY] = "SELECT id, state FROM jobs WHERE idem_key = ?1",
     [COIL__STMT_INSERT] =
         "INSERT INTO jobs (id, kind, payload, priority, run_at, idem_key, max_attempts,"
-        " backoff_base, backoff_cap, timeout, state, created, updated)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11)",
+        " backoff_base, backoff_cap, timeout, state, created, updated, followups,"
+        " followups_pending, parent)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, ?11, ?11, ?12, ?12 IS NOT NULL,"
+        " ?13)",
+    [COIL__STMT_FOLLOWUPS_DUE] =
+        "SELECT seq, id, kind, state, attempts, error_msg, finished, followups FROM jobs"
+        " INDEXED BY jobs_followups_due WHERE followups_pending = 1 AND state IN (2, 4, 5)",
+    [COIL__STMT_FOLLOWUPS_DONE] = "UPDATE jobs SET followups_pending = 0 WHERE seq = ?1",
     [COIL__STMT_LOOKUP] = "SELECT seq, kind, state, attempts, max_attempts, backoff_base,"
                           " backoff_cap, cancel_requested, run_at, progress"
                           " FROM jobs WHERE id = ?1",
@@ -356,8 +382,8 @@ static int schema(sqlite3 *db, int *found) {
     }
     if (version == SCHEMA_VERSION) return SQLITE_OK;
     char sql[sizeof schema_sql + 64];
-    snprintf(sql, sizeof sql, "BEGIN IMMEDIATE;%sPRAGMA user_version=%d;COMMIT;", schema_sql,
-             SCHEMA_VERSION);
+    snprintf(sql, sizeof sql, "BEGIN IMMEDIATE;%sPRAGMA user_version=%d;COMMIT;",
+             version == 0 ? schema_sql : migrate_v2_sql, SCHEMA_VERSION);
     rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
     if (rc != SQLITE_OK && !sqlite3_get_autocommit(db))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

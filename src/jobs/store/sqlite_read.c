@@ -80,14 +80,16 @@ static int read_list(coil__store *s, coil__store_read *op, sqlite3 *db) {
     size_t limit = f->limit;
     char sql[1024];
     snprintf(sql, sizeof sql,
-             "SELECT " SUMMARY_COLUMNS " FROM jobs WHERE seq < ?1%s%s ORDER BY seq DESC LIMIT ?4",
-             f->state >= 0 ? " AND state = ?2" : "", f->kind ? " AND kind = ?3" : "");
+             "SELECT " SUMMARY_COLUMNS " FROM jobs WHERE seq < ?1%s%s%s ORDER BY seq DESC LIMIT ?4",
+             f->state >= 0 ? " AND state = ?2" : "", f->kind ? " AND kind = ?3" : "",
+             f->parent ? " AND parent = ?5" : "");
     sqlite3_stmt *st;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK) return rc;
     sqlite3_bind_int64(st, 1, f->cursor ? (int64_t)f->cursor : INT64_MAX);
     if (f->state >= 0) sqlite3_bind_int(st, 2, f->state);
     if (f->kind) sqlite3_bind_text(st, 3, f->kind, -1, SQLITE_STATIC);
+    if (f->parent) sqlite3_bind_text(st, 5, f->parent, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, (int64_t)limit + 1); /* one more: is there a next page? */
     size_t cap = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

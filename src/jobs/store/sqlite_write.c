@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ writes */
@@ -76,27 +77,29 @@ static int run_bound(sqlite3_stmt *st) {
     return rc;
 }
 
-static int exec_enqueue(coil__store *s, coil__store_req *r) {
-    const coil__job_spec *sp = r->u.enqueue.spec;
-    coil__enqueued *out = r->u.enqueue.out;
-    if (sp->idem_key) {
-        sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_FIND_KEY];
-        sqlite3_bind_text(st, 1, sp->idem_key, -1, SQLITE_STATIC);
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            snprintf(out->id, sizeof out->id, "%s", (const char *)sqlite3_column_text(st, 0));
-            out->state = (coil__job_state)sqlite3_column_int(st, 1);
-            out->duplicate = true;
-        }
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        if (rc == SQLITE_ROW) return SQLITE_OK;
-        if (rc != SQLITE_DONE) return rc;
+/* The id of the job with idempotency key `key` into out (and its state),
+ * if there is one: *found. Returns an SQLite code. */
+static int find_key(coil__store *s, const char *key, coil__enqueued *out, bool *found) {
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_FIND_KEY];
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    *found = rc == SQLITE_ROW;
+    if (*found && out) {
+        snprintf(out->id, sizeof out->id, "%s", (const char *)sqlite3_column_text(st, 0));
+        out->state = (coil__job_state)sqlite3_column_int(st, 1);
+        out->duplicate = true;
     }
-    int64_t now = coil__wall_ms();
-    int64_t run_at = sp->run_at ? sp->run_at : now;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Inserts a queued job. Returns an SQLite code (a constraint: the id is
+ * taken, a 2^-128 chance, or the key is). */
+static int insert_job(coil__store *s, const char *id, const coil__job_spec *sp, int64_t now,
+                      int64_t run_at) {
     sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_INSERT];
-    sqlite3_bind_text(st, 1, r->u.enqueue.id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, sp->kind, -1, SQLITE_STATIC);
     if (sp->payload_len) sqlite3_bind_blob64(st, 3, sp->payload, sp->payload_len, SQLITE_STATIC);
     else sqlite3_bind_zeroblob(st, 3, 0);
@@ -110,7 +113,21 @@ static int exec_enqueue(coil__store *s, coil__store_req *r) {
                                                  : COIL__JOB_DEFAULT_BACKOFF_CAP_MS);
     sqlite3_bind_int64(st, 10, sp->timeout_ms);
     sqlite3_bind_int64(st, 11, now);
-    int rc = run_bound(st);
+    bind_text_or_null(st, 12, sp->followups);
+    bind_text_or_null(st, 13, sp->parent);
+    return run_bound(st);
+}
+
+static int exec_enqueue(coil__store *s, coil__store_req *r) {
+    const coil__job_spec *sp = r->u.enqueue.spec;
+    if (sp->idem_key) {
+        bool found;
+        int rc = find_key(s, sp->idem_key, r->u.enqueue.out, &found);
+        if (rc != SQLITE_OK || found) return rc;
+    }
+    int64_t now = coil__wall_ms();
+    int64_t run_at = sp->run_at ? sp->run_at : now;
+    int rc = insert_job(s, r->u.enqueue.id, sp, now, run_at);
     if ((rc & 0xff) == SQLITE_CONSTRAINT) {
         r->err = -EEXIST; /* an id collision: 2^-128; the statement left nothing */
         return SQLITE_OK;
@@ -118,6 +135,93 @@ static int exec_enqueue(coil__store *s, coil__store_req *r) {
     if (rc != SQLITE_OK) return rc;
     coil__store_note_enqueued(s, r, run_at);
     return SQLITE_OK;
+}
+
+/* ------------------------------------------------------------------ follow-ups */
+
+/* One follow-up, unless its key says it was written already. */
+static int insert_followup(void *arg, const coil__job_spec *child) {
+    coil__store *s = arg;
+    bool found;
+    int rc = find_key(s, child->idem_key, NULL, &found);
+    if (rc != SQLITE_OK || found) return rc;
+    char id[COIL__JOB_ID_SIZE];
+    if (coil__job_id_new(id) != 0) return SQLITE_IOERR;
+    int64_t now = coil__wall_ms();
+    if ((rc = insert_job(s, id, child, now, now)) != SQLITE_OK) return rc;
+    coil__job_event ev;
+    coil__job_event_init(&ev, id, child->kind, COIL__JOB_QUEUED, 0, now);
+    coil__store_note_event(s, &ev);
+    return SQLITE_OK;
+}
+
+/* A final job whose follow-ups are due, copied out of its row. */
+typedef struct due_job {
+    int64_t seq;
+    char id[COIL__JOB_ID_SIZE];
+    char *kind, *error, *followups;
+    coil__job_state state;
+    int attempts;
+    int64_t finished;
+} due_job;
+
+static char *text_dup(sqlite3_stmt *st, int col) {
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+/* Writes the follow-ups of every job that has become final, in the
+ * transaction that made it final: after each operation that can end a
+ * job. Returns an SQLite code; a failure rolls the whole group back, so
+ * that no job ends without its follow-ups. */
+static int write_due_followups(coil__store *s) {
+    sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_FOLLOWUPS_DUE];
+    due_job *due = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? 2 * cap : 4;
+            due_job *more = realloc(due, ncap * sizeof *due);
+            if (!more) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            due = more, cap = ncap;
+        }
+        due_job *d = &due[n++];
+        d->seq = sqlite3_column_int64(st, 0);
+        snprintf(d->id, sizeof d->id, "%s", (const char *)sqlite3_column_text(st, 1));
+        d->kind = text_dup(st, 2);
+        d->state = (coil__job_state)sqlite3_column_int(st, 3);
+        d->attempts = sqlite3_column_int(st, 4);
+        d->error = text_dup(st, 5);
+        d->finished = sqlite3_column_int64(st, 6);
+        d->followups = text_dup(st, 7);
+        if (!d->kind || !d->followups) rc = SQLITE_NOMEM;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    for (size_t i = 0; i < n && rc == SQLITE_OK; i++) {
+        const due_job *d = &due[i];
+        coil__followup_parent p = {.id = d->id, .kind = d->kind, .state = d->state,
+                                   .attempts = d->attempts, .error = d->error,
+                                   .finished = d->finished};
+        int err = coil__followups_each(d->followups, &p, insert_followup, s);
+        rc = err < 0 ? SQLITE_NOMEM : err;
+        if (rc == SQLITE_OK) {
+            sqlite3_stmt *done = coil__sq(s)->stmt[COIL__STMT_FOLLOWUPS_DONE];
+            sqlite3_bind_int64(done, 1, d->seq);
+            rc = run_bound(done);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(due[i].kind);
+        free(due[i].error);
+        free(due[i].followups);
+    }
+    free(due);
+    return rc;
 }
 
 /* Steps a statement that answers one integer or NULL. Sets *found and
@@ -235,14 +339,15 @@ static int exec_fail(coil__store *s, coil__store_req *r) {
         r->err = -EINVAL;
         return SQLITE_OK;
     }
-    coil__job_state to = coil__job_failure_state(h.cancel_requested, h.attempts, h.max_attempts);
+    const coil__job_error *e = r->u.fail.error;
+    coil__job_state to = coil__job_failure_state(h.cancel_requested, h.attempts,
+                                                 e && e->permanent ? h.attempts : h.max_attempts);
     r->err = coil__job_transition(h.state, to);
     if (r->err) return SQLITE_OK;
     int64_t now = coil__wall_ms();
     if (to == COIL__JOB_FAILED)
         h.run_at = coil__job_next_run_at(now, (unsigned)h.attempts, h.backoff_base,
                                          h.backoff_cap, &s->rng);
-    const coil__job_error *e = r->u.fail.error;
     sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_FAIL];
     sqlite3_bind_int64(st, 1, h.seq);
     sqlite3_bind_int(st, 2, to);
@@ -431,14 +536,19 @@ static int exec_next_id(coil__store *s, coil__store_req *r) {
     return rc;
 }
 
+/* After an operation that may have ended a job: its follow-ups. */
+static int then_followups(coil__store *s, int rc) {
+    return rc == SQLITE_OK ? write_due_followups(s) : rc;
+}
+
 int coil__sqlite_exec(coil__store *s, coil__store_req *r) {
     switch (r->op) {
     case COIL__OP_ENQUEUE: return exec_enqueue(s, r);
-    case COIL__OP_COMPLETE: return exec_complete(s, r);
-    case COIL__OP_FAIL: return exec_fail(s, r);
-    case COIL__OP_CANCEL: return exec_cancel(s, r);
-    case COIL__OP_REQUEUE: return exec_requeue(s, r);
-    case COIL__OP_RELEASE: return exec_release(s, r);
+    case COIL__OP_COMPLETE: return then_followups(s, exec_complete(s, r));
+    case COIL__OP_FAIL: return then_followups(s, exec_fail(s, r));
+    case COIL__OP_CANCEL: return then_followups(s, exec_cancel(s, r));
+    case COIL__OP_REQUEUE: return then_followups(s, exec_requeue(s, r));
+    case COIL__OP_RELEASE: return then_followups(s, exec_release(s, r));
     case COIL__OP_PEEK: return exec_peek(s, r);
     case COIL__OP_START: return exec_start(s, r);
     case COIL__OP_NEXT_ID: return exec_next_id(s, r);

@@ -97,6 +97,9 @@ typedef struct coil__job_spec {
     int64_t backoff_base_ms; /* first retry delay bound; 0: default (1 s) */
     int64_t backoff_cap_ms;  /* largest retry delay; 0: default (1 h) */
     int64_t timeout_ms;     /* per attempt, enforced by the pool; 0: none */
+    const char *followups;  /* NULL, or the jobs to enqueue when this one ends
+                               (followups.c checks the JSON) */
+    const char *parent;     /* a follow-up's parent job id, or NULL */
 } coil__job_spec;
 
 /* What enqueue answers. */
@@ -112,6 +115,7 @@ typedef struct coil__job_error {
     int signal;             /* the signal that killed the worker, or 0 */
     int exit_status;        /* the worker's exit status, or -1 if none */
     bool oom;               /* the kernel's OOM killer killed it */
+    bool permanent;         /* another attempt cannot help: dead now */
 } coil__job_error;
 
 /* A successful result: inline bytes, or a file already in DIR/results/.
@@ -160,6 +164,8 @@ typedef struct coil__job {
     int64_t started;          /* the latest attempt's start */
     int64_t finished;         /* reaching a final state */
     int64_t updated;          /* the latest change of any kind */
+    char *followups;          /* the follow-up specs (JSON), NULL if none */
+    char *parent;             /* a follow-up's parent id, NULL if not one */
 } coil__job;
 
 /* Frees a record (NULL is fine). */
@@ -188,6 +194,46 @@ int64_t coil__job_next_run_at(int64_t now_ms, unsigned attempt, int64_t base_ms,
                               uint64_t *rng);
 /* A small fast generator (splitmix64); not for secrets. */
 uint64_t coil__rng_next(uint64_t *state);
+
+/* ------------------------------------------------------------------ follow-ups (followups.c) */
+
+/* A job's follow-ups are jobs enqueued when it reaches a final state, in
+ * the transaction that records that state: a crash cannot come between
+ * the two (an outbox). They are stored with the job as a JSON array:
+ *
+ *   [{"kind": K, "when": "success" | "failure" | "done", "payload": {...},
+ *     "max_attempts": N, "backoff_ms": N, "backoff_cap_ms": N,
+ *     "followups": [...]}, ...]
+ *
+ * A follow-up's own "followups" become the follow-ups of its job: a chain,
+ * COIL__FOLLOWUPS_DEPTH links at most.
+ * "failure" is dead or cancelled; "done" is any final state. A follow-up's
+ * payload gets a "parent" member: {"id", "kind", "status", "attempts",
+ * "error", "finished"}. Its idempotency key is "followup:PARENT:INDEX",
+ * so writing the same parent's follow-ups twice adds nothing. */
+enum { COIL__FOLLOWUPS_MAX = 16, COIL__FOLLOWUPS_DEPTH = 4 };
+
+/* Checks a follow-ups array. Returns 0, or -EINVAL with the reason in msg. */
+int coil__followups_check(const char *json, char *msg, size_t cap);
+
+/* The parent as its follow-ups see it. */
+typedef struct coil__followup_parent {
+    const char *id, *kind;
+    coil__job_state state;      /* final */
+    int attempts;
+    const char *error;          /* NULL if none */
+    int64_t finished;           /* ms */
+} coil__followup_parent;
+
+/* One follow-up to insert: a spec (kind, payload, key, limits, parent). */
+typedef int (*coil__followup_fn)(void *arg, const coil__job_spec *child);
+
+/* Calls fn for each follow-up of `json` that `p`'s final state triggers,
+ * in order, and stops at the first non-zero return, which it returns.
+ * Returns -ENOMEM if a payload cannot be built; a malformed array (the
+ * store holds only checked ones) triggers nothing. */
+int coil__followups_each(const char *json, const coil__followup_parent *p, coil__followup_fn fn,
+                         void *arg);
 
 /* Checks a spec: kind, key, sizes and limits. Returns 0 or -EINVAL. */
 int coil__job_spec_check(const coil__job_spec *spec);
@@ -379,6 +425,7 @@ typedef struct coil__job_filter {
     const char *kind;   /* NULL: any */
     size_t limit;       /* 0: 50; at most 1000 */
     uint64_t cursor;    /* 0: from the newest; else a next_cursor */
+    const char *parent; /* NULL: any; else only this job's follow-ups */
 } coil__job_filter;
 
 typedef struct coil__job_list {

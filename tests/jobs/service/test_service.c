@@ -11,7 +11,9 @@
 #include "jobs/store/store_fixture.h"
 #include "jobs/service/service.h"
 
+#include <jansson.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <time.h>
 
 /* ------------------------------------------------------------------ handlers */
@@ -53,6 +55,27 @@ static int segv(const void *payload, size_t len, coil_job_ctx *ctx) {
     return 0;
 }
 COIL_JOB_HANDLER("s.segv", segv)
+
+/* Fails for good: another attempt could not help. */
+static int refuse(const void *payload, size_t len, coil_job_ctx *ctx) {
+    coil_job_set_error(ctx, "refused for good");
+    return COIL_JOB_NO_RETRY;
+}
+COIL_JOB_HANDLER("s.refuse", refuse)
+
+/* Writes its whole payload to the file its "file" member names. */
+static int record(const void *payload, size_t len, coil_job_ctx *ctx) {
+    json_t *doc = json_loads(payload, 0, NULL);
+    const char *path = json_string_value(json_object_get(doc, "file"));
+    FILE *f = path ? fopen(path, "w") : NULL;
+    if (f) {
+        fwrite(payload, 1, len, f);
+        fclose(f);
+    }
+    json_decref(doc);
+    return f ? 0 : -EINVAL;
+}
+COIL_JOB_HANDLER("s.record", record)
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -497,4 +520,127 @@ TEST(dump_shows_where_each_job_is) {
     RUN_MAIN(dump_main, &f);
     coil_jobs_stop(f.jobs);
     fx_rmtree(f.dir);
+}
+
+/* A chain of three: a succeeds, so b runs; b fails for good (dead after
+ * one attempt of five), so b's on-failure follow-up runs and sees b as its
+ * parent; the follow-ups for the other outcomes never run. */
+typedef struct chain_fixture {
+    fixture f;
+    char on_b_failed[160], on_b_succeeded[160], on_a_failed[160];
+} chain_fixture;
+
+static char *slurp(const char *path) {
+    FILE *in = fopen(path, "r");
+    ASSERT(in != NULL);
+    static char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf - 1, in);
+    fclose(in);
+    buf[n] = '\0';
+    return strdup(buf);
+}
+
+static bool exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* The one follow-up job of `parent` in the store. */
+static coil__job *only_child(coil__store *s, const char *parent) {
+    coil__job_filter f = {.state = -1, .parent = parent};
+    coil__job_list l;
+    ASSERT_EQ(coil__store_list(s, &f, &l), 0);
+    ASSERT_EQ(l.n, 1);
+    coil__job *j = NULL;
+    ASSERT_EQ(coil__store_get(s, l.jobs[0]->id, &j), 0);
+    coil__job_list_free(&l);
+    return j;
+}
+
+static coil_result chain_main(void *arg) {
+    chain_fixture *cf = arg;
+    fixture *f = &cf->f;
+    char c_payload[256], d_payload[256], e_payload[256];
+    snprintf(c_payload, sizeof c_payload, "{\"file\":\"%s\"}", cf->on_b_failed);
+    snprintf(d_payload, sizeof d_payload, "{\"file\":\"%s\"}", cf->on_b_succeeded);
+    snprintf(e_payload, sizeof e_payload, "{\"file\":\"%s\"}", cf->on_a_failed);
+    coil_job_followup after_b[] = {
+        {.kind = "s.record", .payload = c_payload, .when = COIL_JOB_ON_FAILURE},
+        {.kind = "s.record", .payload = d_payload, .when = COIL_JOB_ON_SUCCESS},
+    };
+    coil_job_followup after_a[] = {
+        {.kind = "s.refuse", .when = COIL_JOB_ON_SUCCESS, .max_attempts = 5,
+         .followups = after_b, .nfollowups = 2},
+        {.kind = "s.record", .payload = e_payload, .when = COIL_JOB_ON_FAILURE},
+    };
+    coil_jobs_enqueue_opts o = {.followups = after_a, .nfollowups = 2};
+    ASSERT_EQ(coil_jobs_enqueue(f->jobs, "s.ok", "{}", 2, &o, f->ids[0], NULL), 0);
+    /* Follow-ups of unknown kinds, and malformed ones, are refused. */
+    char id[COIL_JOB_ID_SIZE];
+    coil_job_followup unknown = {.kind = "no.such.kind", .when = COIL_JOB_ON_DONE};
+    coil_jobs_enqueue_opts bad = {.followups = &unknown, .nfollowups = 1};
+    ASSERT_EQ(coil_jobs_enqueue(f->jobs, "s.ok", "{}", 2, &bad, id, NULL), -ENOENT);
+    coil_job_followup not_object = {.kind = "s.ok", .payload = "[1]", .when = COIL_JOB_ON_DONE};
+    bad.followups = &not_object;
+    ASSERT_EQ(coil_jobs_enqueue(f->jobs, "s.ok", "{}", 2, &bad, id, NULL), -EINVAL);
+    coil_job_followup no_when = {.kind = "s.ok"};
+    bad.followups = &no_when;
+    ASSERT_EQ(coil_jobs_enqueue(f->jobs, "s.ok", "{}", 2, &bad, id, NULL), -EINVAL);
+    coil_time until = coil_now() + COIL_SEC(20);
+    while (!exists(cf->on_b_failed)) {
+        ASSERT(coil_now() < until);
+        coil_sleep(COIL_MSEC(10));
+    }
+    return coil_ok(NULL);
+}
+
+static coil_result chain_check(void *arg) {
+    chain_fixture *cf = arg;
+    fixture *f = &cf->f;
+    coil__store *s = open_after(f);
+    coil__job *a = await_final(s, f, 0);
+    ASSERT_EQ(a->state, COIL__JOB_SUCCEEDED);
+    ASSERT(a->followups != NULL);
+    coil__job *b = only_child(s, a->id);
+    ASSERT_STR_EQ(b->kind, "s.refuse");
+    ASSERT_STR_EQ(b->parent, a->id);
+    ASSERT_EQ(b->state, COIL__JOB_DEAD);
+    ASSERT_EQ(b->attempts, 1); /* of 5: COIL_JOB_NO_RETRY */
+    ASSERT_EQ(b->max_attempts, 5);
+    ASSERT_STR_EQ(b->error_msg, "refused for good");
+    coil__job *c = only_child(s, b->id);
+    ASSERT_EQ(c->state, COIL__JOB_SUCCEEDED);
+    /* c saw its parent, b, and how it ended. */
+    char *seen = slurp(cf->on_b_failed);
+    json_t *doc = json_loads(seen, 0, NULL);
+    json_t *parent = json_object_get(doc, "parent");
+    ASSERT_STR_EQ(json_string_value(json_object_get(parent, "id")), b->id);
+    ASSERT_STR_EQ(json_string_value(json_object_get(parent, "kind")), "s.refuse");
+    ASSERT_STR_EQ(json_string_value(json_object_get(parent, "status")), "dead");
+    ASSERT_STR_EQ(json_string_value(json_object_get(parent, "error")), "refused for good");
+    ASSERT_EQ(json_integer_value(json_object_get(parent, "attempts")), 1);
+    json_decref(doc);
+    free(seen);
+    ASSERT(!exists(cf->on_b_succeeded));
+    ASSERT(!exists(cf->on_a_failed));
+    coil__job_free(a);
+    coil__job_free(b);
+    coil__job_free(c);
+    ASSERT_EQ(coil__store_close(s), 0);
+    return coil_ok(NULL);
+}
+
+TEST(a_chain_runs_the_follow_up_of_the_outcome) {
+    chain_fixture t = {.f = {.dir = fx_tmpdir()}};
+    char scratch[] = "/tmp/coil-chain-XXXXXX";
+    ASSERT(mkdtemp(scratch) != NULL);
+    snprintf(t.on_b_failed, sizeof t.on_b_failed, "%s/c", scratch);
+    snprintf(t.on_b_succeeded, sizeof t.on_b_succeeded, "%s/d", scratch);
+    snprintf(t.on_a_failed, sizeof t.on_a_failed, "%s/e", scratch);
+    start_service(&t.f, 1);
+    RUN_MAIN(chain_main, &t);
+    coil_jobs_stop(t.f.jobs);
+    RUN_MAIN(chain_check, &t);
+    fx_rmtree(t.f.dir);
+    fx_rmtree(strdup(scratch));
 }
