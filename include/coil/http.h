@@ -172,6 +172,10 @@ COIL_EXTERN const char *coil_http_param(const coil_http_request *req, const char
  * or -ENOBUFS if it does not fit. */
 COIL_EXTERN ssize_t coil_http_query_param(const coil_http_request *req, const char *name,
                                           char *buf, size_t size);
+/* The same for a parameter given more than once: its index-th value (0 is
+ * the first), or -ENOENT past the last. */
+COIL_EXTERN ssize_t coil_http_query_param_at(const coil_http_request *req, const char *name,
+                                             size_t index, char *buf, size_t size);
 /* The whole request body (read before the handler runs, within max_body). */
 COIL_EXTERN const void *coil_http_body(const coil_http_request *req, size_t *len);
 /* The request's ID (X-Request-ID or a generated one). Also readable from

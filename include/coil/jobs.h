@@ -285,6 +285,40 @@ struct coil_http_server;
  * payload `json` (a jansson json_t *, borrowed). Returns 0; -ENOENT: no such
  * kind (404); -EINVAL with a reason in msg (cap bytes): the payload does not
  * fit the kind (422). Called on the request's loop; must not suspend. */
+/* When a follow-up runs: its parent succeeded; failed for good (dead) or
+ * was cancelled; or either. */
+typedef enum coil_job_when {
+    COIL_JOB_ON_SUCCESS = 1,
+    COIL_JOB_ON_FAILURE = 2,
+    COIL_JOB_ON_DONE = 3,
+} coil_job_when;
+
+/* A job to enqueue when another ends, like Celery's link and link_error.
+ * It is written in the same store transaction as its parent's final state,
+ * so a crash cannot lose it. Its payload is `payload` (a JSON object, or
+ * NULL for {}) with a "parent" member added:
+ *   {"id", "kind", "status", "attempts", "error", "finished"}. */
+typedef struct coil_job_followup {
+    const char *kind;          /* registered, like any job's */
+    const char *payload;       /* a JSON object (borrowed), or NULL */
+    coil_job_when when;
+    int max_attempts;          /* 0: 3 */
+    coil_time backoff;         /* 0: 1 s */
+    coil_time backoff_cap;     /* 0: 1 h */
+    const struct coil_job_followup *followups; /* its own, for a chain (4 deep at most) */
+    size_t nfollowups;
+} coil_job_followup;
+
+/* Turns `target`, a notify=TARGET of POST /jobs/{kind}, into a follow-up
+ * of the job (told when it ends): fills *out (its kind a static string,
+ * its payload written into payload, payload_cap bytes). Returns 0, or
+ * -EINVAL with a reason in msg (cap bytes): 422. `json` is the job's
+ * parsed payload (a jansson json_t *, borrowed). Called on the request's
+ * loop; must not suspend. */
+typedef int (*coil_jobs_notify_fn)(void *arg, const char *kind, const void *json,
+                                   const char *target, coil_job_followup *out, char *payload,
+                                   size_t payload_cap, char *msg, size_t cap);
+
 typedef int (*coil_jobs_accept_fn)(void *arg, const char *kind, const void *json, char *msg,
                                    size_t cap);
 
@@ -320,6 +354,8 @@ typedef struct coil_jobs_config {
                                   requeued at the next start); 0: 2 s */
     coil_jobs_accept_fn accept; /* NULL: every registered kind, any JSON */
     void *accept_arg;
+    coil_jobs_notify_fn notify; /* NULL: notify= gets 422 */
+    void *notify_arg;
     bool log;                  /* one line to stderr per job failure and at
                                   start (jobs recovered); default true */
 } coil_jobs_config;
@@ -368,29 +404,6 @@ COIL_EXTERN bool coil_jobs_store_available(coil_jobs *jobs);
  * Returns 0 or the route error. Does not suspend. */
 COIL_EXTERN int coil_jobs_mount(coil_jobs *jobs, struct coil_http_server *srv);
 
-/* When a follow-up runs: its parent succeeded; failed for good (dead) or
- * was cancelled; or either. */
-typedef enum coil_job_when {
-    COIL_JOB_ON_SUCCESS = 1,
-    COIL_JOB_ON_FAILURE = 2,
-    COIL_JOB_ON_DONE = 3,
-} coil_job_when;
-
-/* A job to enqueue when another ends, like Celery's link and link_error.
- * It is written in the same store transaction as its parent's final state,
- * so a crash cannot lose it. Its payload is `payload` (a JSON object, or
- * NULL for {}) with a "parent" member added:
- *   {"id", "kind", "status", "attempts", "error", "finished"}. */
-typedef struct coil_job_followup {
-    const char *kind;          /* registered, like any job's */
-    const char *payload;       /* a JSON object (borrowed), or NULL */
-    coil_job_when when;
-    int max_attempts;          /* 0: 3 */
-    coil_time backoff;         /* 0: 1 s */
-    coil_time backoff_cap;     /* 0: 1 h */
-    const struct coil_job_followup *followups; /* its own, for a chain (4 deep at most) */
-    size_t nfollowups;
-} coil_job_followup;
 
 /* How to enqueue; every field 0 means the default. */
 typedef struct coil_jobs_enqueue_opts {

@@ -51,6 +51,7 @@
 
 #include "app/commands.h"
 #include "app/titles_routes.h"
+#include "app/kind_notify.h"
 #include "app/kinds.h"
 
 enum { MAX_DEMO_MS = 60000 };
@@ -77,6 +78,7 @@ typedef struct serve_opts {
     long stall_ms;                /* watchdog threshold, -1: the default */
     long lease_ms;                /* --lease-ms; 0: the store's default (5 s) */
     bool access_log;
+    app_notify notify;            /* --smtp, --webhook-allow, ... */
 } serve_opts;
 
 /* The command, for its messages. */
@@ -111,7 +113,11 @@ static void usage(FILE *out) {
             "  --trusted-proxy A   believe X-Forwarded-For from the proxy at address A\n"
             "                      (repeatable): it names the client, in the access log\n"
             "                      and GET /whoami\n"
-            "  --no-access-log     do not log each request to stderr\n");
+            "  --no-access-log     do not log each request to stderr\n"
+            "\n"
+            "Notifications (POST /jobs/{kind}?notify=mailto:ADDR or ?notify=https://URL):\n"
+            "%s",
+            app_notify_usage);
 }
 
 /* ------------------------------------------------------------------ handlers */
@@ -359,10 +365,21 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
             o->lease_ms = n;
             i++;
         } else {
-            fprintf(stderr, "%s: bad option or value: %s %s\n", cmd_name(o), a, v);
-            usage(stderr);
-            return 2;
+            const char *why;
+            int taken = app_notify_flag(&o->notify, a, v, &why);
+            if (taken < 0) fprintf(stderr, "%s: %s\n", cmd_name(o), why);
+            if (taken == 0) fprintf(stderr, "%s: bad option or value: %s %s\n", cmd_name(o), a, v);
+            if (taken <= 0) {
+                usage(stderr);
+                return 2;
+            }
+            i++;
         }
+    }
+    const char *why;
+    if (app_notify_check(&o->notify, &why) != 0) {
+        fprintf(stderr, "%s: %s\n", cmd_name(o), why);
+        return 2;
     }
     return 0;
 }
@@ -414,6 +431,10 @@ static int start_jobs(const serve_opts *o, coil_jobs **out) {
     }
     jc.accept = accept_job;
     jc.accept_arg = (void *)o;
+    /* The delivering kinds read their settings in the workers. */
+    app_notify_export(&o->notify);
+    jc.notify = app_notify_target;
+    jc.notify_arg = (void *)&o->notify;
     int err = coil_jobs_start(&jc, out);
     if (err)
         fprintf(stderr, "%s: cannot start the jobs (%s): %s\n", cmd_name(o),

@@ -343,6 +343,11 @@ static bool key_is(const char *k, size_t n, const char *name) {
 
 ssize_t coil_http_query_param(const coil_http_request *req, const char *name, char *buf,
                               size_t size) {
+    return coil_http_query_param_at(req, name, 0, buf, size);
+}
+
+ssize_t coil_http_query_param_at(const coil_http_request *req, const char *name, size_t index,
+                                 char *buf, size_t size) {
     if (!name) return -EINVAL;
     const char *q = req->query;
     while (*q) {
@@ -350,7 +355,7 @@ ssize_t coil_http_query_param(const coil_http_request *req, const char *name, ch
         size_t pair = amp ? (size_t)(amp - q) : strlen(q);
         const char *eq = memchr(q, '=', pair);
         size_t klen = eq ? (size_t)(eq - q) : pair;
-        if (key_is(q, klen, name)) {
+        if (key_is(q, klen, name) && index-- == 0) {
             const char *v = eq ? eq + 1 : q + pair;
             size_t vlen = (size_t)(q + pair - v), o = 0;
             for (size_t i = 0; i < vlen;) {

@@ -122,6 +122,54 @@ static int check_payload(coil_jobs *j, coil_http_response *res, const char *kind
     return err;
 }
 
+/* The notify=TARGET parameters, as follow-ups of the job. */
+enum { NOTIFY_PAYLOAD_MAX = 2048, NOTIFY_TARGET_MAX = 1024 };
+
+typedef struct notify_set {
+    coil_job_followup followups[COIL__FOLLOWUPS_MAX];
+    size_t n;
+    char *payloads; /* COIL__FOLLOWUPS_MAX of NOTIFY_PAYLOAD_MAX bytes, malloc'd */
+} notify_set;
+
+/* Reads every notify= of the query into ns. Returns 0, or -EINVAL after
+ * answering 422 (or 400). Suspends (when it answers). */
+static int notify_opts(coil_jobs *j, coil_http_request *req, coil_http_response *res,
+                       const char *kind, const json_t *payload, notify_set *ns) {
+    char target[NOTIFY_TARGET_MAX], msg[256];
+    for (size_t i = 0;; i++) {
+        ssize_t n = coil_http_query_param_at(req, "notify", i, target, sizeof target);
+        if (n == -ENOENT) return 0;
+        if (n < 0) {
+            coil_http_respond_error(res, 422, "a notify target is too long");
+            return -EINVAL;
+        }
+        if (!j->cfg.notify) {
+            coil_http_respond_error(res, 422, "this server sends no notifications");
+            return -EINVAL;
+        }
+        if (ns->n == COIL__FOLLOWUPS_MAX) {
+            coil_http_respond_error(res, 422, "at most 16 notify targets");
+            return -EINVAL;
+        }
+        if (!ns->payloads && !(ns->payloads = malloc(COIL__FOLLOWUPS_MAX * NOTIFY_PAYLOAD_MAX))) {
+            coil_http_respond_error(res, 503, "out of memory");
+            return -ENOMEM;
+        }
+        msg[0] = '\0';
+        coil_job_followup *f = &ns->followups[ns->n];
+        memset(f, 0, sizeof *f);
+        char *buf = ns->payloads + ns->n * NOTIFY_PAYLOAD_MAX;
+        buf[0] = '\0';
+        if (j->cfg.notify(j->cfg.notify_arg, kind, payload, target, f, buf, NOTIFY_PAYLOAD_MAX,
+                          msg, sizeof msg) != 0) {
+            coil_http_respond_error(res, 422, msg[0] ? msg : "this notify target is refused");
+            return -EINVAL;
+        }
+        if (buf[0]) f->payload = buf;
+        ns->n++;
+    }
+}
+
 static int post_job(coil_http_request *req, coil_http_response *res, void *arg) {
     coil_jobs *j = arg;
     const char *kind = coil_http_param(req, "kind");
@@ -145,12 +193,20 @@ static int post_job(coil_http_request *req, coil_http_response *res, void *arg) 
         return coil_http_respond_error(res, 400, msg);
     }
     int err = check_payload(j, res, kind, payload);
-    json_decref(payload);
-    if (err) return 0;
     coil_jobs_enqueue_opts o = {0};
-    if (enqueue_opts(req, res, &o)) return 0;
+    notify_set ns = {0};
+    if (!err) err = enqueue_opts(req, res, &o);
+    if (!err) err = notify_opts(j, req, res, kind, payload, &ns);
+    json_decref(payload);
+    if (err) {
+        free(ns.payloads);
+        return 0;
+    }
+    o.followups = ns.followups;
+    o.nfollowups = ns.n;
     coil__enqueued got;
     err = coil__jobs_enqueue(j, kind, body, len, &o, &got);
+    free(ns.payloads);
     if (err) return respond_store_error(res, err, "cannot enqueue");
     char location[64];
     snprintf(location, sizeof location, "/jobs/%s", got.id);
