@@ -35,7 +35,7 @@
 #include <stdio.h>
 
 enum {
-    COIL__PG_SCHEMA_VERSION = 1,
+    COIL__PG_SCHEMA_VERSION = 2,
     COIL__PG_NOTIFY_MAX = 7900,     /* bytes of one NOTIFY payload (the limit is 8000) */
 };
 
@@ -63,6 +63,7 @@ typedef struct coil__pg {
     int64_t retry_at_ms;        /* reconnect no sooner than this (wall ms) */
     int64_t retry_wait_ms;      /* current reconnect backoff */
     bool txn_changed;           /* this transaction changed a row */
+    bool txn_may_end;           /* ... ran a write that can end a job */
 
     atomic_bool up;             /* the last round trip (writer, heartbeat) worked */
 
@@ -223,5 +224,10 @@ void coil__pg_node_stop(coil__store *s);
 /* Writer thread, at close: the node leaves (its row is marked lost, and
  * anything it still ran is rescued at once). */
 void coil__pg_node_leave(coil__store *s, PGconn *c);
+
+/* pg_followups.c: inside a transaction, writes the follow-ups of every job
+ * that is final and still has them pending, appending an event for each
+ * job added to *events (realloc'd). Returns 0 or a negative errno. */
+int coil__pg_followups(PGconn *c, coil__job_event **events, size_t *nevents);
 
 #endif /* COIL_JOBS_STORE_PG_H */

@@ -195,7 +195,7 @@ static coil__pg_batched *find(coil__pg *pg, const char *id, bool enqueue) {
 
 static int flush_enqueues(coil__store *s) {
     coil__pg *pg = s->impl;
-    enum { COLS = 11 };
+    enum { COLS = 13 };
     lit l[COLS] = {{0}};
     int64_t now = coil__wall_ms();
     for (size_t i = 0; i < pg->nbatch; i++) {
@@ -213,18 +213,23 @@ static int flush_enqueues(coil__store *s) {
         lit_int(&l[8], sp->backoff_cap_ms ? sp->backoff_cap_ms : COIL__JOB_DEFAULT_BACKOFF_CAP_MS);
         lit_int(&l[9], sp->timeout_ms);
         lit_int(&l[10], now);
+        lit_text(&l[11], sp->followups);
+        lit_text(&l[12], sp->parent);
     }
     int err;
     PGresult *res = exec_with(
         pg,
         "INSERT INTO coil_jobs (id, kind, payload, priority, run_at, idem_key, max_attempts,"
-        " backoff_base, backoff_cap, timeout, created, updated)"
+        " backoff_base, backoff_cap, timeout, created, updated, followups, followups_pending,"
+        " parent)"
         " SELECT b_id, b_kind, decode(b_payload, 'hex'), b_priority, b_run_at, b_key,"
-        " b_max, b_base, b_cap, b_timeout, b_created, b_created"
+        " b_max, b_base, b_cap, b_timeout, b_created, b_created, b_followups,"
+        " b_followups IS NOT NULL, b_parent"
         " FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::bigint[],"
         " $6::text[], $7::integer[], $8::bigint[], $9::bigint[], $10::bigint[],"
-        " $11::bigint[]) WITH ORDINALITY AS b(b_id, b_kind, b_payload, b_priority,"
-        " b_run_at, b_key, b_max, b_base, b_cap, b_timeout, b_created, b_nth)"
+        " $11::bigint[], $12::text[], $13::text[]) WITH ORDINALITY AS b(b_id, b_kind,"
+        " b_payload, b_priority, b_run_at, b_key, b_max, b_base, b_cap, b_timeout, b_created,"
+        " b_followups, b_parent, b_nth)"
         " ORDER BY b_nth ON CONFLICT (idem_key) DO NOTHING RETURNING id",
         l, COLS, NULL, &err);
     if (!res) return err;

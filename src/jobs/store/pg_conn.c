@@ -183,14 +183,15 @@ const char *coil__pg_text(const PGresult *r, int row, int col) {
     "seq, id, kind, " payload ", priority, run_at, idem_key, attempts, max_attempts, " \
     "backoff_base, backoff_cap, timeout, state, cancel_requested, lease_owner, "      \
     "progress, progress_msg, " result ", result_type, error_msg, error_signal, "      \
-    "error_exit, error_oom, created, started, finished, updated"
+    "error_exit, error_oom, created, started, finished, updated, followups, parent"
 
 enum {
     COL_SEQ, COL_ID, COL_KIND, COL_PAYLOAD, COL_PRIORITY, COL_RUN_AT, COL_IDEM_KEY,
     COL_ATTEMPTS, COL_MAX_ATTEMPTS, COL_BACKOFF_BASE, COL_BACKOFF_CAP, COL_TIMEOUT,
     COL_STATE, COL_CANCEL_REQUESTED, COL_LEASE_OWNER, COL_PROGRESS, COL_PROGRESS_MSG,
     COL_RESULT, COL_RESULT_TYPE, COL_ERROR_MSG, COL_ERROR_SIGNAL, COL_ERROR_EXIT,
-    COL_ERROR_OOM, COL_CREATED, COL_STARTED, COL_FINISHED, COL_UPDATED,
+    COL_ERROR_OOM, COL_CREATED, COL_STARTED, COL_FINISHED, COL_UPDATED, COL_FOLLOWUPS,
+    COL_PARENT,
 };
 
 const char *coil__pg_columns(bool blobs) {
@@ -214,8 +215,8 @@ static char *col_copy(const PGresult *r, int row, int col, char **cursor) {
     return dst;
 }
 
-static const int copied_cols[] = {COL_KIND, COL_IDEM_KEY, COL_LEASE_OWNER, COL_PROGRESS_MSG,
-                                  COL_RESULT_TYPE, COL_ERROR_MSG};
+static const int copied_cols[] = {COL_KIND,        COL_IDEM_KEY,  COL_LEASE_OWNER, COL_PROGRESS_MSG,
+                                  COL_RESULT_TYPE, COL_ERROR_MSG, COL_FOLLOWUPS,   COL_PARENT};
 
 coil__job *coil__pg_job(const PGresult *r, int row, int first, bool blobs) {
     size_t need = sizeof(coil__job);
@@ -236,6 +237,8 @@ coil__job *coil__pg_job(const PGresult *r, int row, int first, bool blobs) {
     j->progress_msg = col_copy(r, row, first + COL_PROGRESS_MSG, &cur);
     j->result_type = col_copy(r, row, first + COL_RESULT_TYPE, &cur);
     j->error_msg = col_copy(r, row, first + COL_ERROR_MSG, &cur);
+    j->followups = col_copy(r, row, first + COL_FOLLOWUPS, &cur);
+    j->parent = col_copy(r, row, first + COL_PARENT, &cur);
     if (blobs) {
         j->payload = col_copy(r, row, first + COL_PAYLOAD, &cur);
         j->payload_len = j->payload ? (size_t)PQgetlength(r, row, first + COL_PAYLOAD) : 0;
@@ -347,6 +350,13 @@ static const char schema_v1[] =
     "  RETURN new_id;\n"
     "END $$;\n";
 
+/* Version 2: follow-ups (pg_followups.c). */
+static const char schema_v2[] =
+    "ALTER TABLE coil_jobs ADD COLUMN followups text,"
+    " ADD COLUMN followups_pending boolean NOT NULL DEFAULT false, ADD COLUMN parent text;\n"
+    "CREATE INDEX coil_jobs_followups_due ON coil_jobs (state) WHERE followups_pending;\n"
+    "CREATE INDEX coil_jobs_by_parent ON coil_jobs (parent, seq) WHERE parent IS NOT NULL;\n";
+
 int coil__pg_migrate(PGconn *c, int *found) {
     int err = coil__pg_command(c, "BEGIN", 0, NULL);
     if (!err) err = coil__pg_command(c, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")", 0,
@@ -368,6 +378,10 @@ int coil__pg_migrate(PGconn *c, int *found) {
     if (!err && version < 1) {
         err = coil__pg_command(c, schema_v1, 0, NULL);
         if (!err) err = coil__pg_command(c, "INSERT INTO coil_schema VALUES (1)", 0, NULL);
+    }
+    if (!err && version < 2) {
+        err = coil__pg_command(c, schema_v2, 0, NULL);
+        if (!err) err = coil__pg_command(c, "INSERT INTO coil_schema VALUES (2)", 0, NULL);
     }
     if (!err) err = coil__pg_command(c, "COMMIT", 0, NULL);
     else (void)coil__pg_command(c, "ROLLBACK", 0, NULL);
@@ -529,6 +543,7 @@ static int pg_begin(coil__store *s, bool durable) {
     atomic_store(&pg->up, err == 0);
     if (err) return err;
     pg->txn_changed = false;
+    pg->txn_may_end = false;
     coil__pg_pending_drop(pg);
     coil__pg_batch_drop(pg);
     err = coil__pg_command(pg->conn, "BEGIN", 0, NULL);
@@ -538,9 +553,22 @@ static int pg_begin(coil__store *s, bool durable) {
     return err;
 }
 
+/* The follow-ups of the jobs this transaction ended, into it. */
+static int write_followups(coil__store *s) {
+    coil__pg *pg = s->impl;
+    coil__job_event *evs = NULL;
+    size_t n = 0;
+    int err = coil__pg_followups(pg->conn, &evs, &n);
+    for (size_t i = 0; !err && i < n; i++) coil__store_note_event(s, &evs[i]);
+    if (n) pg->txn_changed = true;
+    free(evs);
+    return err;
+}
+
 static int pg_commit(coil__store *s, bool *changed) {
     coil__pg *pg = s->impl;
     int err = coil__pg_batch_flush(s);
+    if (!err && pg->txn_may_end) err = write_followups(s);
     if (!err) err = coil__pg_notify(pg->conn, atomic_load(&pg->node_id), s->events, s->nevents);
     if (!err) err = coil__pg_command(pg->conn, "COMMIT", 0, NULL);
     if (!err) coil__pg_pending_apply(pg);

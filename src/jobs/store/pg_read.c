@@ -64,14 +64,15 @@ static int read_list(coil__store_read *op, PGconn *c) {
     char sql[1024];
     snprintf(sql, sizeof sql,
              "SELECT %s FROM coil_jobs WHERE seq < $1 AND ($2::smallint IS NULL OR state = $2)"
-             " AND ($3::text IS NULL OR kind = $3) ORDER BY seq DESC LIMIT $4",
+             " AND ($3::text IS NULL OR kind = $3) AND ($5::text IS NULL OR parent = $5)"
+             " ORDER BY seq DESC LIMIT $4",
              coil__pg_columns(false));
     coil__pg_num cursor = coil__pg_n64(f->cursor ? (int64_t)f->cursor : INT64_MAX),
                  state = coil__pg_n64(f->state),
                  lim = coil__pg_n64((int64_t)limit + 1); /* one more: is there a next page? */
-    const char *p[] = {cursor.s, f->state >= 0 ? state.s : NULL, f->kind, lim.s};
+    const char *p[] = {cursor.s, f->state >= 0 ? state.s : NULL, f->kind, lim.s, f->parent};
     int err;
-    PGresult *res = coil__pg_exec(c, sql, 4, p, NULL, NULL, &err);
+    PGresult *res = coil__pg_exec(c, sql, 5, p, NULL, NULL, &err);
     if (!res) return err;
     size_t rows = (size_t)PQntuples(res), n = rows > limit ? limit : rows;
     op->list.jobs = n ? calloc(n, sizeof *op->list.jobs) : NULL;

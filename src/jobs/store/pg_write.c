@@ -212,13 +212,7 @@ int coil__pg_classify_miss(coil__pg *pg, coil__store_req *r, const char *id, int
 /* ------------------------------------------------------------------ writes */
 
 /* Enqueues wait in the transaction's batch (pg_batch.c), as completes do. */
-static int exec_enqueue(coil__store *s, coil__store_req *r) {
-    if (r->u.enqueue.spec->followups) { /* not in this store's schema yet */
-        r->err = -EOPNOTSUPP;
-        return 0;
-    }
-    return coil__pg_batch_add(s, r, 0);
-}
+static int exec_enqueue(coil__store *s, coil__store_req *r) { return coil__pg_batch_add(s, r, 0); }
 
 int coil__pg_enqueue_existing(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;
@@ -386,13 +380,14 @@ static int exec_fail(coil__store *s, coil__store_req *r) {
     bool cancel = coil__pg_bool(res, 0, 4);
     int64_t run_at = coil__pg_int(res, 0, 5);
     PQclear(res);
-    coil__job_state to = coil__job_failure_state(cancel, attempts, max);
+    const coil__job_error *e = r->u.fail.error;
+    coil__job_state to = coil__job_failure_state(cancel, attempts,
+                                                 e && e->permanent ? attempts : max);
     r->err = coil__job_transition(COIL__JOB_RUNNING, to);
     if (r->err) return 0;
     int64_t now = coil__wall_ms();
     if (to == COIL__JOB_FAILED)
         run_at = coil__job_next_run_at(now, (unsigned)attempts, base, cap, &s->rng);
-    const coil__job_error *e = r->u.fail.error;
     coil__pg_num st = coil__pg_n64(to), at = coil__pg_n64(run_at), sig = coil__pg_n64(e ? e->signal : 0),
         ex = coil__pg_n64(e ? e->exit_status : -1), fin = coil__pg_n64(coil__job_state_final(to) ? now : 0),
         upd = coil__pg_n64(now);
@@ -519,7 +514,9 @@ int coil__pg_rescue(PGconn *c, int64_t leaving, coil__job_event **events, size_t
         }
     }
     PQclear(res);
-    return 0;
+    /* Jobs it left dead or cancelled: their follow-ups, in the same
+     * transaction. */
+    return coil__pg_followups(c, events, nevents);
 }
 
 static int exec_requeue(coil__store *s, coil__store_req *r) {
@@ -555,6 +552,10 @@ int coil__pg_exec_req(coil__store *s, coil__store_req *r) {
         int err = coil__pg_batch_flush(s);
         if (err) return err;
     }
+    coil__pg *pg = s->impl;
+    if (r->op == COIL__OP_COMPLETE || r->op == COIL__OP_FAIL || r->op == COIL__OP_CANCEL ||
+        r->op == COIL__OP_RELEASE || r->op == COIL__OP_REQUEUE)
+        pg->txn_may_end = true; /* pg_commit writes the follow-ups */
     switch (r->op) {
     case COIL__OP_ENQUEUE: return exec_enqueue(s, r);
     case COIL__OP_PEEK: return exec_peek(s, r);

@@ -987,3 +987,134 @@ TEST(open_outside_a_task) {
     ASSERT_EQ(coil__store_open("/nonexistent", NULL, &s), -EPERM);
     ASSERT(s == NULL);
 }
+
+/* ------------------------------------------------------------------ follow-ups */
+
+/* The one follow-up of `parent` (asserted), read in full. */
+static coil__job *followup_of(coil__store *s, const char *parent) {
+    coil__job_filter f = {.state = -1, .parent = parent};
+    coil__job_list l;
+    ASSERT_EQ(coil__store_list(s, &f, &l), 0);
+    ASSERT_EQ(l.n, 1);
+    coil__job *j = NULL;
+    ASSERT_EQ(coil__store_get(s, l.jobs[0]->id, &j), 0);
+    coil__job_list_free(&l);
+    return j;
+}
+
+static size_t followups_of(coil__store *s, const char *parent) {
+    coil__job_filter f = {.state = -1, .parent = parent};
+    coil__job_list l;
+    ASSERT_EQ(coil__store_list(s, &f, &l), 0);
+    size_t n = l.n;
+    coil__job_list_free(&l);
+    return n;
+}
+
+static coil_result followups_main(void *arg) {
+    coil__store *s = fx_open(arg, NULL);
+    static const char specs[] =
+        "[{\"kind\":\"on.success\",\"when\":\"success\",\"payload\":{\"to\":\"a\"},"
+        "\"max_attempts\":7},"
+        "{\"kind\":\"on.failure\",\"when\":\"failure\"},"
+        "{\"kind\":\"on.done\",\"when\":\"done\",\"followups\":"
+        "[{\"kind\":\"on.chain\",\"when\":\"success\"}]}]";
+    char msg[160];
+    ASSERT_EQ(coil__followups_check(specs, msg, sizeof msg), 0);
+    ASSERT_EQ(coil__followups_check("[{\"kind\":\"x\",\"when\":\"later\"}]", msg, sizeof msg),
+              -EINVAL);
+    ASSERT_CONTAINS(msg, "\"when\"");
+    ASSERT_EQ(coil__followups_check("{}", msg, sizeof msg), -EINVAL);
+    ASSERT_EQ(coil__followups_check("[{\"kind\":\"x\",\"when\":\"done\",\"payload\":"
+                                    "{\"parent\":1}}]", msg, sizeof msg),
+              -EINVAL);
+    /* A job that succeeds: its success and done follow-ups, in the same
+     * commit as its state; not its failure one. */
+    coil__job_spec spec = {.kind = "parent.ok", .payload = "{}", .payload_len = 2,
+                           .followups = specs};
+    coil__enqueued ok, bad;
+    ASSERT_EQ(coil__store_enqueue(s, &spec, &ok), 0);
+    spec.kind = "parent.bad";
+    spec.max_attempts = 1;
+    ASSERT_EQ(coil__store_enqueue(s, &spec, &bad), 0);
+    coil__job *j;
+    ASSERT_EQ(fx_claim(s, "pid:1", &j, NULL), 0);
+    ASSERT_STR_EQ(j->id, ok.id);
+    ASSERT_STR_EQ(j->followups, specs);
+    coil__job_free(j);
+    ASSERT_EQ(followups_of(s, ok.id), 0); /* not before it ends */
+    coil__job_result res = {.data = "{}", .len = 2};
+    ASSERT_EQ(coil__store_complete(s, ok.id, &res), 0);
+    ASSERT_EQ(followups_of(s, ok.id), 2);
+    coil__job_filter f = {.state = COIL__JOB_QUEUED, .kind = "on.success"};
+    coil__job_list l;
+    ASSERT_EQ(coil__store_list(s, &f, &l), 0);
+    ASSERT_EQ(l.n, 1);
+    ASSERT_EQ(coil__store_get(s, l.jobs[0]->id, &j), 0);
+    coil__job_list_free(&l);
+    ASSERT_STR_EQ(j->parent, ok.id);
+    ASSERT_EQ(j->max_attempts, 7);
+    char key[80];
+    snprintf(key, sizeof key, "followup:%s:0", ok.id);
+    ASSERT_STR_EQ(j->idem_key, key);
+    ASSERT_CONTAINS((const char *)j->payload, "\"to\":\"a\"");
+    char want[96];
+    snprintf(want, sizeof want, "\"parent\":{\"id\":\"%s\"", ok.id);
+    ASSERT_CONTAINS((const char *)j->payload, want);
+    ASSERT_CONTAINS((const char *)j->payload, "\"status\":\"succeeded\"");
+    ASSERT(j->followups == NULL);
+    coil__job_free(j);
+    /* The done one carries its own follow-up: a chain. */
+    f.kind = "on.done";
+    ASSERT_EQ(coil__store_list(s, &f, &l), 0);
+    ASSERT_EQ(l.n, 2 - 1);
+    ASSERT_EQ(coil__store_get(s, l.jobs[0]->id, &j), 0);
+    coil__job_list_free(&l);
+    ASSERT_STR_EQ(j->followups, "[{\"kind\":\"on.chain\",\"when\":\"success\"}]");
+    coil__job_free(j);
+    /* A job that fails for good: its failure and done follow-ups. */
+    ASSERT_EQ(fx_claim(s, "pid:1", &j, NULL), 0);
+    ASSERT_STR_EQ(j->id, bad.id);
+    coil__job_free(j);
+    coil__job_error e = {.message = "no", .exit_status = -1};
+    ASSERT_EQ(coil__store_fail(s, bad.id, &e, NULL), 0);
+    ASSERT_EQ(fx_state(s, bad.id), COIL__JOB_DEAD);
+    ASSERT_EQ(followups_of(s, bad.id), 2);
+    j = NULL;
+    f = (coil__job_filter){.state = -1, .kind = "on.failure", .parent = bad.id};
+    ASSERT_EQ(coil__store_list(s, &f, &l), 0);
+    ASSERT_EQ(l.n, 1);
+    ASSERT_EQ(coil__store_get(s, l.jobs[0]->id, &j), 0);
+    coil__job_list_free(&l);
+    ASSERT_CONTAINS((const char *)j->payload, "\"status\":\"dead\"");
+    ASSERT_CONTAINS((const char *)j->payload, "\"error\":\"no\"");
+    coil__job_free(j);
+    /* A permanent failure is dead at once, attempts left or not. */
+    spec = (coil__job_spec){.kind = "parent.refused", .payload = "{}", .payload_len = 2,
+                            .max_attempts = 9,
+                            .followups = "[{\"kind\":\"on.failure\",\"when\":\"failure\"}]"};
+    coil__enqueued refused;
+    ASSERT_EQ(coil__store_enqueue(s, &spec, &refused), 0);
+    coil__job *claimed = NULL;
+    for (;;) { /* the on.* jobs are queued too: claim until it is ours */
+        ASSERT_EQ(fx_claim(s, "pid:1", &claimed, NULL), 0);
+        bool ours = strcmp(claimed->id, refused.id) == 0;
+        if (!ours) ASSERT_EQ(coil__store_complete(s, claimed->id, &res), 0);
+        coil__job_free(claimed);
+        if (ours) break;
+    }
+    e.permanent = true;
+    ASSERT_EQ(coil__store_fail(s, refused.id, &e, NULL), 0);
+    ASSERT_EQ(fx_state(s, refused.id), COIL__JOB_DEAD);
+    coil__job *child = followup_of(s, refused.id);
+    ASSERT_STR_EQ(child->kind, "on.failure");
+    coil__job_free(child);
+    ASSERT_EQ(coil__store_close(s), 0);
+    return coil_ok(NULL);
+}
+
+TEST(followups_are_written_with_the_final_state_of_their_parent) {
+    char *dir = fx_tmpdir();
+    RUN_MAIN(followups_main, dir);
+    fx_rmtree(dir);
+}
