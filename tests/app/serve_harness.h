@@ -422,6 +422,25 @@ static inline bool serve_parse(const char *raw, size_t len, bool eof, serve_repl
     return done;
 }
 
+/* A TCP socket bound to 127.0.0.1 on a port the kernel chose, in *port. */
+static inline int serve_loopback_socket(int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    ASSERT_EQ(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* A port nothing listens on now (the kernel's choice, let go). */
+static inline int serve_free_port(void) {
+    int port;
+    close(serve_loopback_socket(&port));
+    return port;
+}
+
 /* Connects to 127.0.0.1:port. Returns the socket or -errno. */
 static inline int serve_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -81,6 +81,15 @@ static void assert_intact(const char *dir) {
     sqlite3_close(h);
 }
 
+/* The rejects file of an import with --skip-bad into DIR/titles.db. */
+static char *rejects_of(const char *dir) {
+    char rej[256];
+    snprintf(rej, sizeof rej, "%s/titles.db.rejects.tsv", dir);
+    char *rejects = serve_read_file(rej, NULL);
+    ASSERT(rejects != NULL);
+    return rejects;
+}
+
 static const char fixture[] =
     HEADER
     "tt0000001\tmovie\t\"Hamlet\"\t\"Hamlet\"\t0\t1948\t\\N\t155\tDrama\n"
@@ -242,10 +251,7 @@ TEST(skip_bad_counts_bad_lines_and_keeps_them) {
     ASSERT_CONTAINS(r.out, "2 titles");
     ASSERT_CONTAINS(r.out, "2 bad lines skipped");
     serve_ran_free(&r);
-    char rej[256];
-    snprintf(rej, sizeof rej, "%s/titles.db.rejects.tsv", p.dir);
-    char *rejects = serve_read_file(rej, NULL);
-    ASSERT(rejects != NULL);
+    char *rejects = rejects_of(p.dir);
     ASSERT_CONTAINS(rejects, "3\tbad startYear\ttt0000002\tmovie");
     ASSERT_CONTAINS(rejects, "5\t1 column, not 9\tbogus");
     free(rejects);
@@ -282,10 +288,7 @@ TEST(skip_bad_drops_duplicates_and_everything_they_would_have_added) {
     ASSERT_CONTAINS(r.out, "10,000 titles");
     ASSERT_CONTAINS(r.out, "3 bad lines skipped");
     serve_ran_free(&r);
-    char rej[256];
-    snprintf(rej, sizeof rej, "%s/titles.db.rejects.tsv", p.dir);
-    char *rejects = serve_read_file(rej, NULL);
-    ASSERT(rejects != NULL);
+    char *rejects = rejects_of(p.dir);
     ASSERT_CONTAINS(rejects, "3\tduplicate tconst\ttt0000001\tmovie\tDupe");
     ASSERT_CONTAINS(rejects, "4097\tduplicate tconst\ttt0004094\tmovie\tDupe");
     char want[128];

@@ -98,6 +98,16 @@ TEST(several_migrates_at_once_agree) {
     fx_rmtree(where);
 }
 
+/* The one integer `sql` answers. */
+static int sq_int(sqlite3 *h, const char *sql) {
+    sqlite3_stmt *st;
+    ASSERT_EQ(sqlite3_prepare_v2(h, sql, -1, &st, NULL), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
 /* A version-1 job store (before follow-ups), as coil made it then. */
 static const char v1_schema[] =
     "CREATE TABLE jobs (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,"
@@ -137,22 +147,13 @@ TEST(a_version_1_store_is_upgraded_in_place) { /* SQLite only */
     ASSERT_CONTAINS(r.out, "schema upgraded from version 1 to 2");
     serve_ran_free(&r);
     ASSERT_EQ(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st;
     /* The old job is there, and the new columns and indexes. */
-    ASSERT_EQ(sqlite3_prepare_v2(h, "SELECT count(*) FROM jobs WHERE followups IS NULL"
-                                    " AND followups_pending = 0 AND parent IS NULL AND state = 2",
-                                 -1, &st, NULL),
-              SQLITE_OK);
-    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-    ASSERT_EQ(sqlite3_column_int(st, 0), 1);
-    sqlite3_finalize(st);
-    ASSERT_EQ(sqlite3_prepare_v2(h, "SELECT count(*) FROM sqlite_schema WHERE name IN"
-                                    " ('jobs_followups_due', 'jobs_by_parent')",
-                                 -1, &st, NULL),
-              SQLITE_OK);
-    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-    ASSERT_EQ(sqlite3_column_int(st, 0), 2);
-    sqlite3_finalize(st);
+    ASSERT_EQ(sq_int(h, "SELECT count(*) FROM jobs WHERE followups IS NULL"
+                        " AND followups_pending = 0 AND parent IS NULL AND state = 2"),
+              1);
+    ASSERT_EQ(sq_int(h, "SELECT count(*) FROM sqlite_schema WHERE name IN"
+                        " ('jobs_followups_due', 'jobs_by_parent')"),
+              2);
     sqlite3_close(h);
     run_migrate(d.dir, where, &r);
     ASSERT_CONTAINS(r.out, "schema is current (version 2)");

@@ -19,17 +19,6 @@ static const char report_body[] =
     "{\"title\":\"Quarterly caf\xc3\xa9 <figures>\",\"rows\":[{\"label\":\"north\",\"value\":3},"
     "{\"label\":\"south\",\"value\":5}]}";
 
-/* A port nothing listens on now. */
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ASSERT_EQ(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    ASSERT_EQ(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 /* ------------------------------------------------------------------ the SMTP server */
 
@@ -261,7 +250,7 @@ TEST(a_report_link_arrives_by_email_and_is_a_pdf) {
     serve_proc p;
     serve_init(&p);
     smtp_server smtp;
-    smtp_start(&smtp, p.dir, free_port());
+    smtp_start(&smtp, p.dir, serve_free_port());
     char url[64];
     snprintf(url, sizeof url, "smtp://127.0.0.1:%d", smtp.port);
     const char *args[16];
@@ -313,7 +302,7 @@ TEST(with_the_smtp_server_down_the_email_waits_and_then_arrives) {
     serve_proc p;
     serve_init(&p);
     smtp_server smtp = {.pid = 0};
-    int port = free_port();
+    int port = serve_free_port();
     char url[64];
     snprintf(url, sizeof url, "smtp://127.0.0.1:%d", port);
     const char *args[16];
@@ -349,7 +338,7 @@ TEST(a_server_killed_right_after_the_report_still_sends_the_email) {
     serve_proc p;
     serve_init(&p);
     smtp_server smtp = {.pid = 0};
-    int port = free_port();
+    int port = serve_free_port();
     char url[64];
     snprintf(url, sizeof url, "smtp://127.0.0.1:%d", port);
     const char *args[16];
@@ -448,14 +437,8 @@ static void *receiver_main(void *arg) {
 }
 
 static void receiver_start(receiver *rv) {
-    rv->fd = socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT(rv->fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ASSERT_EQ(bind(rv->fd, (struct sockaddr *)&a, sizeof a), 0);
+    rv->fd = serve_loopback_socket(&rv->port);
     ASSERT_EQ(listen(rv->fd, 16), 0);
-    socklen_t len = sizeof a;
-    ASSERT_EQ(getsockname(rv->fd, (struct sockaddr *)&a, &len), 0);
-    rv->port = ntohs(a.sin_port);
     struct timeval tv = {0, 100 * 1000}; /* accept() wakes to see stop */
     setsockopt(rv->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ASSERT_EQ(pthread_create(&rv->thread, NULL, receiver_main, rv), 0);

@@ -83,17 +83,6 @@ TEST(notes_db_reads_writes_and_interrupts) {
                                      "the slow query: deadline expired", NULL});
 }
 
-/* A free port on 127.0.0.1 (the kernel's choice, let go). */
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ASSERT(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ASSERT_EQ(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    ASSERT_EQ(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 /* Starts a server example on a free port and waits (10 s) until it answers. */
 static pid_t start_server(const char *name, const char *dir, int port, const char *arg2) {
@@ -131,7 +120,7 @@ static void stop_server(pid_t pid) {
 TEST(http_server_answers_its_routes) {
     serve_proc p;
     serve_init(&p);
-    int port = free_port();
+    int port = serve_free_port();
     pid_t pid = start_server("http_server", p.dir, port, NULL);
     serve_reply r;
     serve_http(port, "GET", "/hello/ada", NULL, NULL, &r);
@@ -148,7 +137,7 @@ TEST(http_server_answers_its_routes) {
 TEST(jobs_server_runs_its_own_job_kind) {
     serve_proc p;
     serve_init(&p);
-    int port = free_port();
+    int port = serve_free_port();
     char data[128];
     snprintf(data, sizeof data, "%s/jobs-data", p.dir);
     pid_t pid = start_server("jobs_server", p.dir, port, data);

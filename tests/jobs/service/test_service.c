@@ -545,17 +545,6 @@ static bool exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-/* The one follow-up job of `parent` in the store. */
-static coil__job *only_child(coil__store *s, const char *parent) {
-    coil__job_filter f = {.state = -1, .parent = parent};
-    coil__job_list l;
-    ASSERT_EQ(coil__store_list(s, &f, &l), 0);
-    ASSERT_EQ(l.n, 1);
-    coil__job *j = NULL;
-    ASSERT_EQ(coil__store_get(s, l.jobs[0]->id, &j), 0);
-    coil__job_list_free(&l);
-    return j;
-}
 
 static coil_result chain_main(void *arg) {
     chain_fixture *cf = arg;
@@ -601,14 +590,14 @@ static coil_result chain_check(void *arg) {
     coil__job *a = await_final(s, f, 0);
     ASSERT_EQ(a->state, COIL__JOB_SUCCEEDED);
     ASSERT(a->followups != NULL);
-    coil__job *b = only_child(s, a->id);
+    coil__job *b = fx_only_followup(s, a->id);
     ASSERT_STR_EQ(b->kind, "s.refuse");
     ASSERT_STR_EQ(b->parent, a->id);
     ASSERT_EQ(b->state, COIL__JOB_DEAD);
     ASSERT_EQ(b->attempts, 1); /* of 5: COIL_JOB_NO_RETRY */
     ASSERT_EQ(b->max_attempts, 5);
     ASSERT_STR_EQ(b->error_msg, "refused for good");
-    coil__job *c = only_child(s, b->id);
+    coil__job *c = fx_only_followup(s, b->id);
     ASSERT_EQ(c->state, COIL__JOB_SUCCEEDED);
     /* c saw its parent, b, and how it ended. */
     char *seen = slurp(cf->on_b_failed);

@@ -184,4 +184,16 @@ static inline coil__job_state fx_state(coil__store *s, const char *id) {
     return st;
 }
 
+/* The one follow-up job of `parent` (asserted: exactly one), read in full. */
+static inline coil__job *fx_only_followup(coil__store *s, const char *parent) {
+    coil__job_filter f = {.state = -1, .parent = parent};
+    coil__job_list l;
+    ASSERT_EQ(coil__store_list(s, &f, &l), 0);
+    ASSERT_EQ(l.n, 1);
+    coil__job *j = NULL;
+    ASSERT_EQ(coil__store_get(s, l.jobs[0]->id, &j), 0);
+    coil__job_list_free(&l);
+    return j;
+}
+
 #endif

@@ -990,17 +990,6 @@ TEST(open_outside_a_task) {
 
 /* ------------------------------------------------------------------ follow-ups */
 
-/* The one follow-up of `parent` (asserted), read in full. */
-static coil__job *followup_of(coil__store *s, const char *parent) {
-    coil__job_filter f = {.state = -1, .parent = parent};
-    coil__job_list l;
-    ASSERT_EQ(coil__store_list(s, &f, &l), 0);
-    ASSERT_EQ(l.n, 1);
-    coil__job *j = NULL;
-    ASSERT_EQ(coil__store_get(s, l.jobs[0]->id, &j), 0);
-    coil__job_list_free(&l);
-    return j;
-}
 
 static size_t followups_of(coil__store *s, const char *parent) {
     coil__job_filter f = {.state = -1, .parent = parent};
@@ -1106,7 +1095,7 @@ static coil_result followups_main(void *arg) {
     e.permanent = true;
     ASSERT_EQ(coil__store_fail(s, refused.id, &e, NULL), 0);
     ASSERT_EQ(fx_state(s, refused.id), COIL__JOB_DEAD);
-    coil__job *child = followup_of(s, refused.id);
+    coil__job *child = fx_only_followup(s, refused.id);
     ASSERT_STR_EQ(child->kind, "on.failure");
     coil__job_free(child);
     ASSERT_EQ(coil__store_close(s), 0);
