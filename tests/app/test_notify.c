@@ -244,21 +244,42 @@ static void smtp_args(const char *argv[16], const char *smtp_url) {
     memcpy(argv, a, sizeof a);
 }
 
+/* A coil serve that sends email through an SMTP server on `smtp.port`
+ * (started, or not yet), and a report POSTed to it with notify=mailto:. */
+typedef struct scenario {
+    serve_proc p;
+    smtp_server smtp;
+    char url[64];
+    const char *args[16];
+    char id[40];                  /* the report job */
+} scenario;
+
+static void scenario_start(scenario *sc, bool smtp_up) {
+    serve_init(&sc->p);
+    sc->smtp = (smtp_server){.pid = 0};
+    int port = serve_free_port();
+    if (smtp_up) smtp_start(&sc->smtp, sc->p.dir, port);
+    else sc->smtp.port = port;
+    snprintf(sc->url, sizeof sc->url, "smtp://127.0.0.1:%d", port);
+    smtp_args(sc->args, sc->url);
+    serve_launch(&sc->p, sc->args);
+    post_report(sc->p.port, "mailto:alice@example.com", sc->id);
+}
+
+static void scenario_end(scenario *sc) {
+    serve_stop(&sc->p);
+    smtp_stop(&sc->smtp);
+    serve_cleanup(&sc->p);
+}
+
 /* ------------------------------------------------------------------ tests */
 
 TEST(a_report_link_arrives_by_email_and_is_a_pdf) {
-    serve_proc p;
-    serve_init(&p);
-    smtp_server smtp;
-    smtp_start(&smtp, p.dir, serve_free_port());
-    char url[64];
-    snprintf(url, sizeof url, "smtp://127.0.0.1:%d", smtp.port);
-    const char *args[16];
-    smtp_args(args, url);
-    serve_launch(&p, args);
-    char id[40];
-    post_report(p.port, "mailto:alice@example.com", id);
-    char *mail = await_mail(&smtp, 1, 30);
+    static scenario sc;
+    scenario_start(&sc, true);
+    serve_proc p = sc.p;
+    const char *id = sc.id;
+    char *mail = await_mail(&sc.smtp, 1, 30);
     check_mail_and_pdf(mail, p.port, id, p.dir);
     free(mail);
     /* The report lists its follow-up, and the email job names its parent. */
@@ -274,7 +295,7 @@ TEST(a_report_link_arrives_by_email_and_is_a_pdf) {
     ASSERT_STR_EQ(json_string_value(json_object_get(f, "kind")), "email.send");
     ASSERT_STR_EQ(json_string_value(json_object_get(f, "status")), "succeeded");
     json_decref(doc);
-    ASSERT_EQ(mail_count(&smtp), 1);
+    ASSERT_EQ(mail_count(&sc.smtp), 1);
     /* Targets that cannot work are refused at once, with what to do. */
     static const struct {
         const char *target, *want;
@@ -293,69 +314,48 @@ TEST(a_report_link_arrives_by_email_and_is_a_pdf) {
         ASSERT_CONTAINS(r.body, bad[i].want);
         serve_reply_free(&r);
     }
-    serve_stop(&p);
-    smtp_stop(&smtp);
-    serve_cleanup(&p);
+    scenario_end(&sc);
 }
 
 TEST(with_the_smtp_server_down_the_email_waits_and_then_arrives) {
-    serve_proc p;
-    serve_init(&p);
-    smtp_server smtp = {.pid = 0};
-    int port = serve_free_port();
-    char url[64];
-    snprintf(url, sizeof url, "smtp://127.0.0.1:%d", port);
-    const char *args[16];
-    smtp_args(args, url);
-    serve_launch(&p, args);
-    char id[40], email_id[40];
-    post_report(p.port, "mailto:alice@example.com", id);
-    await_status(p.port, id, "succeeded", 30);
-    followup_id(p.port, id, 0, email_id, sizeof email_id, 10);
+    static scenario sc;
+    scenario_start(&sc, false);
+    int port = sc.p.port;
+    const char *id = sc.id;
+    char email_id[40];
+    await_status(port, id, "succeeded", 30);
+    followup_id(port, id, 0, email_id, sizeof email_id, 10);
     /* Refused: it fails, and is retried; the report stays succeeded. */
-    await_status(p.port, email_id, "failed", 20);
-    json_t *doc = job_doc(p.port, email_id);
+    await_status(port, email_id, "failed", 20);
+    json_t *doc = job_doc(port, email_id);
     ASSERT_CONTAINS(json_string_value(json_object_get(json_object_get(doc, "error"), "message")),
                     "SMTP");
     json_decref(doc);
-    doc = job_doc(p.port, id);
+    doc = job_doc(port, id);
     ASSERT_STR_EQ(status_of(doc), "succeeded");
     json_decref(doc);
-    smtp_start(&smtp, p.dir, port);
-    char *mail = await_mail(&smtp, 1, 40);
-    check_mail_and_pdf(mail, p.port, id, p.dir);
+    smtp_start(&sc.smtp, sc.p.dir, sc.smtp.port);
+    char *mail = await_mail(&sc.smtp, 1, 40);
+    check_mail_and_pdf(mail, port, id, sc.p.dir);
     free(mail);
-    await_status(p.port, email_id, "succeeded", 10);
-    doc = job_doc(p.port, email_id);
+    await_status(port, email_id, "succeeded", 10);
+    doc = job_doc(port, email_id);
     ASSERT_GE(json_integer_value(json_object_get(doc, "attempts")), 2);
     json_decref(doc);
-    serve_stop(&p);
-    smtp_stop(&smtp);
-    serve_cleanup(&p);
+    scenario_end(&sc);
 }
 
 TEST(a_server_killed_right_after_the_report_still_sends_the_email) {
-    serve_proc p;
-    serve_init(&p);
-    smtp_server smtp = {.pid = 0};
-    int port = serve_free_port();
-    char url[64];
-    snprintf(url, sizeof url, "smtp://127.0.0.1:%d", port);
-    const char *args[16];
-    smtp_args(args, url);
-    serve_launch(&p, args);
-    char id[40];
-    post_report(p.port, "mailto:alice@example.com", id);
-    await_status(p.port, id, "succeeded", 30);
-    serve_kill(&p); /* SIGKILL: no shutdown of any kind */
-    smtp_start(&smtp, p.dir, port);
-    serve_launch(&p, args);
-    char *mail = await_mail(&smtp, 1, 40);
-    check_mail_and_pdf(mail, p.port, id, p.dir);
+    static scenario sc;
+    scenario_start(&sc, false);
+    await_status(sc.p.port, sc.id, "succeeded", 30);
+    serve_kill(&sc.p); /* SIGKILL: no shutdown of any kind */
+    smtp_start(&sc.smtp, sc.p.dir, sc.smtp.port);
+    serve_launch(&sc.p, sc.args);
+    char *mail = await_mail(&sc.smtp, 1, 40);
+    check_mail_and_pdf(mail, sc.p.port, sc.id, sc.p.dir);
     free(mail);
-    serve_stop(&p);
-    smtp_stop(&smtp);
-    serve_cleanup(&p);
+    scenario_end(&sc);
 }
 
 /* ------------------------------------------------------------------ webhooks */
