@@ -1368,3 +1368,74 @@ TEST(jobs_read_only_data_dir_is_refused_at_start) {
     ASSERT_EQ(umount(p.data), 0);
     serve_cleanup(&p);
 }
+
+/* A dead or cancelled job runs again as a new job: same kind, payload and
+ * limits; the old one stays as it ended. Other states are refused. */
+TEST(jobs_retry_a_cancelled_or_dead_job) {
+    serve_proc p;
+    serve_start(&p, (const char *const[]){"--job-workers", "1", NULL});
+    job_id cancelled, dead, done;
+    enqueue(p.port, "demo.noop", "?delay_ms=600000&max_attempts=4", "{\"n\": 7}", &cancelled);
+    char path[96];
+    snprintf(path, sizeof path, "/jobs/%s", cancelled.s);
+    json_decref(call(p.port, "DELETE", path, NULL, NULL, 200));
+    snprintf(path, sizeof path, "/jobs/%s/retry", cancelled.s);
+    json_t *j = call(p.port, "POST", path, NULL, NULL, 202);
+    ASSERT_STR_EQ(jstr(j, "retry_of"), cancelled.s);
+    job_id again;
+    memcpy(again.s, jstr(j, "id"), 33);
+    ASSERT(strcmp(again.s, cancelled.s) != 0);
+    json_decref(j);
+    json_t *doc = wait_job(p.port, &again, "succeeded");
+    ASSERT_EQ(jint(doc, "max_attempts"), 4); /* its limits came along */
+    json_decref(doc);
+    doc = job_doc(p.port, &cancelled);
+    ASSERT_STR_EQ(jstr(doc, "status"), "cancelled"); /* final stays final */
+    json_decref(doc);
+    /* Dead: one attempt, past its timeout. */
+    enqueue(p.port, "demo.sleep", "?max_attempts=1&timeout_ms=50", "{\"ms\": 5000}", &dead);
+    json_decref(wait_job(p.port, &dead, "dead"));
+    snprintf(path, sizeof path, "/jobs/%s/retry", dead.s);
+    j = call(p.port, "POST", path, NULL, NULL, 202);
+    memcpy(again.s, jstr(j, "id"), 33);
+    json_decref(j);
+    json_decref(wait_job(p.port, &again, "dead"));
+    /* Succeeded, and unknown: refused. */
+    enqueue(p.port, "demo.noop", NULL, "{}", &done);
+    json_decref(wait_job(p.port, &done, "succeeded"));
+    snprintf(path, sizeof path, "/jobs/%s/retry", done.s);
+    j = call(p.port, "POST", path, NULL, NULL, 409);
+    ASSERT_STR_EQ(jstr(j, "status"), "succeeded");
+    json_decref(j);
+    expect_error(p.port, "POST", "/jobs/0123456789abcdef0123456789abcdef/retry", NULL, NULL, 404);
+    serve_stop(&p);
+    serve_cleanup(&p);
+}
+
+/* The routes that change jobs refuse another site's page (a form or a
+ * fetch from elsewhere, with the user's access); the same origin, and
+ * clients that are not browsers, pass. */
+TEST(jobs_cross_site_changes_are_refused) {
+    serve_proc p;
+    serve_start(&p, (const char *const[]){"--job-workers", "1", NULL});
+    job_id waiting;
+    enqueue(p.port, "demo.noop", "?delay_ms=600000", "{}", &waiting);
+    char path[96], retry[112], same[128];
+    snprintf(path, sizeof path, "/jobs/%s", waiting.s);
+    snprintf(retry, sizeof retry, "/jobs/%s/retry", waiting.s);
+    static const char *const evil[] = {"Origin: http://evil.example\r\n",
+                                       "Origin: null\r\n",
+                                       "Sec-Fetch-Site: cross-site\r\n"};
+    for (size_t i = 0; i < sizeof evil / sizeof *evil; i++) {
+        expect_error(p.port, "POST", "/jobs/demo.noop", evil[i], "{}", 403);
+        expect_error(p.port, "DELETE", path, evil[i], NULL, 403);
+        expect_error(p.port, "POST", retry, evil[i], NULL, 403);
+    }
+    json_t *doc = job_doc(p.port, &waiting);
+    ASSERT_STR_EQ(jstr(doc, "status"), "queued"); /* nothing happened to it */
+    json_decref(doc);
+    snprintf(same, sizeof same, "Origin: http://127.0.0.1\r\n"); /* the harness's Host */
+    json_decref(call(p.port, "DELETE", path, same, NULL, 200));
+    serve_stop(&p);
+    serve_cleanup(&p);
+}

@@ -170,8 +170,11 @@ static int notify_opts(coil_jobs *j, coil_http_request *req, coil_http_response 
     }
 }
 
+static bool refuse_cross_site(coil_http_request *req, coil_http_response *res);
+
 static int post_job(coil_http_request *req, coil_http_response *res, void *arg) {
     coil_jobs *j = arg;
+    if (refuse_cross_site(req, res)) return 0;
     const char *kind = coil_http_param(req, "kind");
     if (strlen(kind) > COIL_JOB_KIND_MAX || !coil__job_lookup(kind, strlen(kind))) {
         char msg[128];
@@ -274,8 +277,62 @@ static int get_result(coil_http_request *req, coil_http_response *res, void *arg
     return err;
 }
 
+/* Whether a request that changes jobs comes from another site's page: a
+ * browser names the page's origin in Origin (and says cross-site in
+ * Sec-Fetch-Site), and a form or a fetch from elsewhere must not cancel or
+ * retry jobs with the user's access. Requests without Origin (curl, other
+ * programs) are not a browser's cross-site request. Answers 403 if so. */
+static bool refuse_cross_site(coil_http_request *req, coil_http_response *res) {
+    const char *origin = coil_http_header(req, "Origin");
+    const char *site = coil_http_header(req, "Sec-Fetch-Site");
+    const char *host = coil_http_header(req, "Host");
+    bool cross = site && strcmp(site, "cross-site") == 0;
+    if (origin && !cross) {
+        const char *after = strstr(origin, "://");
+        cross = !after || !host || strcmp(after + 3, host) != 0;
+    }
+    if (cross) coil_http_respond_error(res, 403, "cross-site request refused");
+    return cross;
+}
+
+/* POST /jobs/{id}/retry: a dead or cancelled job runs again, as a new job
+ * with the same kind, payload, limits and follow-ups (a final state stays
+ * final; the old job keeps its history). */
+static int retry_job(coil_http_request *req, coil_http_response *res, void *arg) {
+    coil_jobs *j = arg;
+    if (refuse_cross_site(req, res)) return 0;
+    coil__job *job = job_of(j, req, res);
+    if (!job) return 0;
+    if (job->state != COIL__JOB_DEAD && job->state != COIL__JOB_CANCELLED) {
+        coil__job_state state = job->state;
+        coil__job_free(job);
+        return respond_conflict(res, "only a dead or cancelled job can be retried", state);
+    }
+    if (!coil__job_lookup(job->kind, strlen(job->kind))) {
+        coil__job_free(job);
+        return coil_http_respond_error(res, 409, "this server no longer runs the job's kind");
+    }
+    coil__job_spec spec = {
+        .kind = job->kind, .payload = job->payload, .payload_len = job->payload_len,
+        .priority = job->priority, .max_attempts = job->max_attempts,
+        .backoff_base_ms = job->backoff_base_ms, .backoff_cap_ms = job->backoff_cap_ms,
+        .timeout_ms = job->timeout_ms, .followups = job->followups};
+    coil__enqueued got;
+    int err = coil__store_enqueue(j->store, &spec, &got);
+    char old[COIL__JOB_ID_SIZE];
+    memcpy(old, job->id, sizeof old);
+    coil__job_free(job);
+    if (err) return respond_store_error(res, err, "cannot enqueue the retry");
+    char location[64];
+    snprintf(location, sizeof location, "/jobs/%s", got.id);
+    coil_http_set_header(res, "Location", location);
+    return respond_doc(res, 202, json_pack("{s:s, s:s, s:s}", "id", got.id, "status",
+                                           coil__job_state_name(got.state), "retry_of", old));
+}
+
 static int delete_job(coil_http_request *req, coil_http_response *res, void *arg) {
     coil_jobs *j = arg;
+    if (refuse_cross_site(req, res)) return 0;
     const char *id = coil_http_param(req, "id");
     coil__job_state state = COIL__JOB_QUEUED;
     int err = coil__store_cancel(j->store, id, &state);
@@ -417,6 +474,7 @@ int coil_jobs_mount(coil_jobs *j, struct coil_http_server *srv) {
         {"GET", "/jobs/{id}/result", get_result},
         {"GET", "/jobs/{id}/events", coil__jobs_events},
         {"DELETE", "/jobs/{id}", delete_job},
+        {"POST", "/jobs/{id}/retry", retry_job},
         {"GET", "/ids/next", next_id},
     };
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
