@@ -479,6 +479,18 @@ COIL_EXTERN void coil_loop_thread_stop(coil_loop *loop);
  * not suspend. */
 COIL_EXTERN void coil_dump_tasks(FILE *out);
 
+/* Every loop's tasks, as JSON, into *json (malloc'd):
+ *   {"pid", "loops": [{"loop", "tasks_alive", "spawned", "tasks": [{"id",
+ *    "name", "state", "spawned_at", "parked_at", "age_ms", "busy_ms",
+ *    "parent"}]}], "unanswered": [loop ids]}
+ * "parked_at" is the file:line of the suspending call (null unless parked);
+ * "parent" is the id of the task whose group owns it (null if none). Each
+ * loop reads its own tasks on its thread; one that does not answer within
+ * `timeout` (stalled) is listed in "unanswered". Blocks: call it from a
+ * plain thread (coil_to_thread from a task), never a loop's (-EDEADLK).
+ * Returns 0, -ENOMEM. */
+COIL_EXTERN int coil_tasks_snapshot(char **json, coil_time timeout);
+
 /* The stall detector. A watchdog thread watches every loop. When one task
  * holds its loop longer than the threshold, it writes a report to stderr:
  * the loop, the task's name and spawn site, how long it has run, and a

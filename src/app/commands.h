@@ -21,4 +21,7 @@ int coil_cmd_gen(int argc, char **argv);
 /* coil bench WHAT: benchmarks (bench/). */
 int coil_cmd_bench(int argc, char **argv);
 
+/* coil ps [--data DIR | PID] [--tree] [--json] (ps.c). */
+int coil_cmd_ps(int argc, char **argv);
+
 #endif

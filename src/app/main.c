@@ -16,6 +16,7 @@ static void usage(FILE *out) {
             "  migrate          create or upgrade a job store's schema (coil migrate --help)\n"
             "  import           IMDB's titles (or ratings) into SQLite (coil import --help)\n"
             "  gen              IMDB-format test data: coil gen titles ROWS OUT.tsv.gz\n"
+            "  ps               the tasks of a running coil serve (coil ps --help)\n"
             "  bench runtime    measure the runtime (and asyncio/uvloop when installed)\n"
             "  version          print the version\n");
 }
@@ -41,6 +42,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "migrate") == 0) return coil_cmd_migrate(argc - 2, argv + 2);
     if (strcmp(argv[1], "import") == 0) return coil_cmd_import(argc - 2, argv + 2);
     if (strcmp(argv[1], "gen") == 0) return coil_cmd_gen(argc - 2, argv + 2);
+    if (strcmp(argv[1], "ps") == 0) return coil_cmd_ps(argc - 2, argv + 2);
 #ifdef COIL_HAVE_BENCH
     if (strcmp(argv[1], "bench") == 0) return coil_cmd_bench(argc - 2, argv + 2);
 #endif

@@ -51,6 +51,7 @@
 
 #include "app/commands.h"
 #include "app/titles_routes.h"
+#include "app/introspect.h"
 #include "app/kind_notify.h"
 #include "app/kinds.h"
 
@@ -447,6 +448,7 @@ static int start_jobs(const serve_opts *o, coil_jobs **out) {
 static int add_routes(coil_http_server *srv, const serve_opts *o, coil_jobs *jobs) {
     int err = coil_http_route(srv, "GET", "/health", health, jobs, 0);
     if (!err) err = coil_http_route(srv, "GET", "/metrics", coil_http_metrics, NULL, 0);
+    if (!err) err = app_debug_mount(srv);
     if (o->worker) return err; /* a worker node serves nothing else */
     if (!err) err = coil_http_use(srv, user_info_mw, NULL);
     if (!err) err = coil_http_route(srv, "GET", "/whoami", whoami, NULL, 0);
@@ -485,6 +487,9 @@ static int run_http(serve_opts *o, coil_jobs *jobs) {
         coil_http_server_free(srv);
         return 1;
     }
+    /* `coil ps` asks here; without it the server still serves. */
+    app_ctl *ctl = NULL;
+    if (!o->pg || access(o->data, W_OK) == 0) (void)app_ctl_start(o->data, &ctl);
     announcer a = {.srv = srv, .opts = o};
     pthread_t tid;
     sigset_t all, old;
@@ -495,6 +500,7 @@ static int run_http(serve_opts *o, coil_jobs *jobs) {
     err = coil_http_server_run(srv);
     atomic_store(&a.done, true);
     if (announcing) pthread_join(tid, NULL);
+    app_ctl_stop(ctl);
     coil_http_server_free(srv);
     app_titles_free(titles);
     if (err) {

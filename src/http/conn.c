@@ -47,6 +47,10 @@
  * and discard until the client closes, for a bounded time, so that the
  * kernel does not answer the unread bytes with a reset that would destroy
  * the response on its way.
+  *
+ * The connection task's suspending calls are wrapped in COIL__AT: inside
+ * libcoil the site-recording macros are off, and without them `coil ps`
+ * could not say where a connection waits.
  */
 #include "http/core.h"
 
@@ -85,7 +89,7 @@ static coil_result background_main(void *arg) {
      * while the response is still being written. */
     coil_scope shield;
     coil_scope_enter_shielded(&shield, COIL_NEVER);
-    coil_event_wait(&g->sent);
+    COIL__AT(coil_event_wait(&g->sent));
     coil_scope_exit(&shield);
     for (coil__http_work *w = g->work, *next; w; w = next) {
         next = w->next;
@@ -177,7 +181,7 @@ static int wait_bytes(coil__http_conn *c, size_t need, coil_time deadline, const
                       size_t *len) {
     coil_scope sc;
     coil_scope_enter(&sc, deadline);
-    int err = coil_stream_peek_at_least(c->s, need, data, len);
+    int err = COIL__AT(coil_stream_peek_at_least(c->s, need, data, len));
     coil_scope_exit(&sc);
     if (err) return err;
     return *len < need ? 1 : 0;
@@ -199,7 +203,7 @@ static int wait_request(coil__http_conn *c) {
     c->idle_since = uv_now(&coil__tls_loop->uv);
     const char *data;
     size_t len;
-    int err = coil_stream_peek(c->s, &data, &len);
+    int err = COIL__AT(coil_stream_peek(c->s, &data, &len));
     c->idle = NULL;
     coil_scope_exit(&sc);
     return err || len == 0;
@@ -212,7 +216,7 @@ coil_result coil__http_sweep_main(void *arg) {
     coil_time tick = w->srv->cfg.idle_timeout / 8;
     if (tick < COIL_MSEC(10)) tick = COIL_MSEC(10);
     if (tick > COIL_SEC(1)) tick = COIL_SEC(1);
-    while (coil_sleep(tick) == 0) {
+    while (COIL__AT(coil_sleep(tick)) == 0) {
         uint64_t now = uv_now(&coil__tls_loop->uv);
         coil__list *it;
         coil__list_foreach(it, &w->conn_list) {
@@ -234,7 +238,7 @@ static int read_request(coil__http_conn *c) {
     coil_time head_deadline = c->req.start + cfg->header_timeout;
     const char *data;
     size_t len, used;
-    int err = coil_stream_peek(c->s, &data, &len);
+    int err = COIL__AT(coil_stream_peek(c->s, &data, &len));
     if (err || len == 0) return 1;
     for (;;) {
         int r = coil__http_parser_feed(&c->parser, data, len, &used);
@@ -294,7 +298,7 @@ static void watch(coil__http_conn *c) {
         if (have >= WATCH_MAX) break;
         const char *data;
         size_t len;
-        int err = coil_stream_peek_at_least(c->s, have + 1, &data, &len);
+        int err = COIL__AT(coil_stream_peek_at_least(c->s, have + 1, &data, &len));
         if (c->handler_done) break;
         if (err == 0 && len > have) continue;            /* pipelined bytes */
         if (err == -ECANCELED || err == -ETIMEDOUT) break; /* we are cancelled */

@@ -255,7 +255,7 @@ static coil_result accept_main(void *arg) {
     coil_http_server *srv = w->srv;
     while (w->listener) {
         coil_stream *s;
-        int err = coil_listener_accept(w->listener, &s);
+        int err = COIL__AT(coil_listener_accept(w->listener, &s));
         if (err == -EPIPE || err == -ECANCELED) break;
         if (err) { /* out of descriptors, say: let connections finish */
             if (coil_sleep(COIL_MSEC(10))) break;
@@ -294,7 +294,7 @@ static void worker_serve(coil__http_worker *w) {
         coil__log("http: cannot start accepting on worker %u", w->index);
     coil_task *sweeper = coil_spawn_named("http-sweep", coil__http_sweep_main, w);
     if (!sweeper) coil__log("http: no idle timeouts on worker %u (out of memory)", w->index);
-    coil_event_wait(&w->stop);
+    COIL__AT(coil_event_wait(&w->stop));
     w->draining = true;
     coil_listener *l = w->listener;
     w->listener = NULL;
@@ -351,7 +351,7 @@ static void wait_all_done(coil__http_worker *w) {
     leave_serving(w);
     coil_scope shield;
     coil_scope_enter_shielded(&shield, COIL_NEVER);
-    coil_event_wait(&w->finished);
+    COIL__AT(coil_event_wait(&w->finished));
     coil_scope_exit(&shield);
     atomic_fetch_sub(&loop->xpending, 1);
 }
@@ -427,7 +427,7 @@ static coil_result stop_watch_main(void *arg) {
         coil__log("http: cannot watch for stop requests");
     } else {
         char c;
-        coil_stream_read(s, &c, 1); /* a byte, or an error: stop either way */
+        COIL__AT(coil_stream_read(s, &c, 1)); /* a byte, or an error: stop either way */
         coil_stream_close(s);
     }
     for (unsigned i = 0; i < srv->nworkers; i++) coil__http_worker_stop(&srv->workers[i]);

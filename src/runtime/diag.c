@@ -14,7 +14,7 @@
  */
 #include "runtime/diag.h"
 
-static const char *state_name(uint8_t state) {
+const char *coil__task_state_name(uint8_t state) {
     switch (state) {
     case COIL__READY: return "ready";
     case COIL__RUNNING: return "running";
@@ -34,7 +34,7 @@ coil_time coil__task_busy(const coil_task *t) {
 
 static void dump_task(FILE *out, const coil_task *t, coil_time now) {
     fprintf(out, "  #%-4llu %-20s %-7s spawned at %s:%d", (unsigned long long)t->id,
-            coil_task_name(t), state_name(t->state), t->spawn_file ? t->spawn_file : "?",
+            coil_task_name(t), coil__task_state_name(t->state), t->spawn_file ? t->spawn_file : "?",
             t->spawn_line);
     if (t->state == COIL__PARKED)
         fprintf(out, "  parked at %s:%d", t->park_file ? t->park_file : "?", t->park_line);

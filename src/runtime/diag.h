@@ -97,4 +97,12 @@ void coil__metrics_abandon(coil__diag *d);
 /* diag.c: a task's busy time in ns (see loop.c for how it is measured). */
 coil_time coil__task_busy(const coil_task *t);
 
+/* watchdog.c: calls fn(d, arg) for every registered loop, under the
+ * registry's lock (fn must not block or register). Returns how many. */
+size_t coil__watchdog_each(void (*fn)(coil__diag *d, void *arg), void *arg);
+
+/* diag.c: the name of a task state ("ready", "running", "parked", "done"),
+ * and a task's busy time so far. */
+const char *coil__task_state_name(uint8_t state);
+
 #endif /* COIL_RUNTIME_DIAG_H */

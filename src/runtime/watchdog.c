@@ -752,6 +752,18 @@ static void dump_from_env(void) {
 }
 static void make_key(void) { pthread_key_create(&thread_key, on_thread_exit); }
 
+size_t coil__watchdog_each(void (*fn)(coil__diag *d, void *arg), void *arg) {
+    size_t n = 0;
+    pthread_mutex_lock(&wd.lock);
+    coil__list *it;
+    coil__list_foreach(it, &wd.loops) {
+        fn(COIL_CONTAINER_OF(it, coil__diag, link), arg);
+        n++;
+    }
+    pthread_mutex_unlock(&wd.lock);
+    return n;
+}
+
 int coil__watchdog_register(coil_loop *loop) {
     pthread_once(&key_once, make_key);
     pthread_once(&env_once, read_env);

@@ -132,7 +132,7 @@ static int await_first_starts(coil_pool *p) {
         }
         if (all) return 0;
         coil_event_clear(&p->changed);
-        int err = coil_event_wait(&p->changed);
+        int err = COIL__AT(coil_event_wait(&p->changed));
         if (err) return err;
     }
 }
@@ -196,7 +196,7 @@ static void cancel_all(coil_pool *p) {
 static int await_quiet(coil_pool *p) {
     while (p->queued || running_jobs(p)) {
         coil_event_clear(&p->changed);
-        int err = coil_event_wait(&p->changed);
+        int err = COIL__AT(coil_event_wait(&p->changed));
         if (err) return err;
     }
     return 0;

@@ -107,7 +107,7 @@ static void sched_job_free(coil_jobs *j, sched_job *sj) {
 static int wait_wake(coil__sched *s, coil_time deadline) {
     coil_scope sc;
     coil_scope_enter(&sc, deadline);
-    int err = coil_event_wait(&s->wake);
+    int err = COIL__AT(coil_event_wait(&s->wake));
     int fired = coil_scope_exit(&sc);
     if (err && err == fired) return 0; /* our deadline, not the task's */
     return err;
@@ -499,7 +499,7 @@ static coil_result runner_main(void *arg) {
     coil__sched *s = &j->sched;
     for (;;) {
         void *item;
-        if (coil_queue_get(&s->ready, &item) != 0) break; /* closed and drained */
+        if (COIL__AT(coil_queue_get(&s->ready, &item)) != 0) break; /* closed and drained */
         atomic_fetch_sub(&j->stats.waiting, 1);
         run_one(j, item);
     }
