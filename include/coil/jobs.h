@@ -454,10 +454,20 @@ typedef struct coil_jobs_stats {
     uint64_t cancelled;        /* attempts stopped by a cancellation */
     uint64_t requeued_at_start; /* jobs recovered by coil_jobs_start */
     uint64_t store_errors;     /* claims or records the store refused */
+    uint64_t enqueued;         /* jobs this node added (duplicates not counted) */
     size_t waiting;            /* claimed, waiting for a worker */
     size_t running;            /* in a worker now */
 } coil_jobs_stats;
 COIL_EXTERN void coil_jobs_get_stats(coil_jobs *jobs, coil_jobs_stats *out);
+
+/* What a dashboard shows, as JSON into *json (malloc'd):
+ *   {"counts": {"queued": N, ..., "dead": N}, "stats": {coil_jobs_stats},
+ *    "running": [status documents, up to 25], "failures": [status documents
+ *    of the latest failed and dead jobs, up to 10], "recent": [the latest
+ *    jobs of any state, up to 15]}
+ * Also served as GET /jobs/overview. From a task; suspends. Returns 0 or
+ * a store error. */
+COIL_EXTERN int coil_jobs_overview_json(coil_jobs *jobs, char **json);
 
 /* The stall dump: writes to `out` what the job system holds now, read on
  * its own loop: the scheduler's window (every job it holds, and where each

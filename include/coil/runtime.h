@@ -536,6 +536,20 @@ typedef struct coil_loop_metrics {
  * -ESRCH if there is no loop, or -ENOMEM. Does not suspend. */
 COIL_EXTERN int coil_loop_get_metrics(coil_loop *loop, coil_time window, coil_loop_metrics *out);
 
+/* Every open loop's metrics, with the loop's number (1, 2, ... in the
+ * order they opened, as in stall reports and coil ps). Fills up to `max`
+ * and returns how many. Any thread; does not suspend. */
+typedef struct coil_loop_info {
+    uint64_t id;
+    coil_loop_metrics metrics;
+} coil_loop_info;
+COIL_EXTERN size_t coil_loops_get_metrics(coil_loop_info *out, size_t max, coil_time window);
+
+/* The opening report of the latest stall (what the watchdog wrote to
+ * stderr: the task, its spawn site, the backtrace), NUL-terminated into
+ * buf; "" if there was none. Returns its length. Any thread. */
+COIL_EXTERN size_t coil_watchdog_last_report(char *buf, size_t cap);
+
 /* ------------------------------------------------------------------ call sites
  * Every suspending call records the file:line it was called from, so that task
  * dumps and leak reports can say where a task is parked. The macros below wrap

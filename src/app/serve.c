@@ -51,6 +51,7 @@
 
 #include "app/commands.h"
 #include "app/titles_routes.h"
+#include "app/dashboard.h"
 #include "app/introspect.h"
 #include "app/kind_notify.h"
 #include "app/kinds.h"
@@ -79,6 +80,7 @@ typedef struct serve_opts {
     long stall_ms;                /* watchdog threshold, -1: the default */
     long lease_ms;                /* --lease-ms; 0: the store's default (5 s) */
     bool access_log;
+    bool dashboard;               /* GET / (not with --no-dashboard) */
     app_notify notify;            /* --smtp, --webhook-allow, ... */
 } serve_opts;
 
@@ -92,6 +94,7 @@ static void usage(FILE *out) {
             "usage: coil serve [--listen HOST:PORT] [--data DIR] [--store URL] [--workers N]\n"
             "                  [--job-workers N] [--demo-unsafe] [--stall-ms N]\n"
             "                  [--lease-ms N] [--trusted-proxy ADDR]... [--no-access-log]\n"
+            "                  [--no-dashboard] [notification flags, below]\n"
             "       coil worker --store URL [--job-workers N] [--kinds a,b] [--listen HOST:PORT]\n"
             "                  [--lease-ms N]\n"
             "\n"
@@ -115,6 +118,7 @@ static void usage(FILE *out) {
             "                      (repeatable): it names the client, in the access log\n"
             "                      and GET /whoami\n"
             "  --no-access-log     do not log each request to stderr\n"
+            "  --no-dashboard      do not serve the dashboard page at GET /\n"
             "\n"
             "Notifications (POST /jobs/{kind}?notify=mailto:ADDR or ?notify=https://URL):\n"
             "%s",
@@ -329,6 +333,8 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
             o->demo_unsafe = true;
         } else if (strcmp(a, "--no-access-log") == 0) {
             o->access_log = false;
+        } else if (strcmp(a, "--no-dashboard") == 0) {
+            o->dashboard = false;
         } else if (!v) {
             fprintf(stderr, "%s: %s needs a value\n", cmd_name(o), a);
             return 2;
@@ -481,10 +487,14 @@ static int run_http(serve_opts *o, coil_jobs *jobs) {
     }
     int err = add_routes(srv, o, jobs);
     app_titles *titles = NULL;
+    app_dashboard *dash = NULL;
     if (!err && !o->worker) err = app_titles_mount(srv, o->data, &titles);
+    if (!err && !o->worker && o->dashboard) err = app_dashboard_mount(srv, jobs, &dash);
     if (err) {
         fprintf(stderr, "%s: adding routes: %s\n", cmd_name(o), coil_strerror(err));
         coil_http_server_free(srv);
+        app_dashboard_free(dash);
+        app_titles_free(titles);
         return 1;
     }
     /* `coil ps` asks here; without it the server still serves. */
@@ -502,6 +512,7 @@ static int run_http(serve_opts *o, coil_jobs *jobs) {
     if (announcing) pthread_join(tid, NULL);
     app_ctl_stop(ctl);
     coil_http_server_free(srv);
+    app_dashboard_free(dash);
     app_titles_free(titles);
     if (err) {
         fprintf(stderr, "%s: %s:%u: %s\n", cmd_name(o), o->host, (unsigned)o->port,
@@ -571,7 +582,7 @@ int coil_cmd_worker(int argc, char **argv) {
 
 int coil_cmd_serve(int argc, char **argv) {
     serve_opts o = {.host = "127.0.0.1", .port = 8080, .data = "./var", .stall_ms = -1,
-                    .access_log = true, .job_workers = -1};
+                    .access_log = true, .job_workers = -1, .dashboard = true};
     int rc = parse_args(argc, argv, &o);
     if (rc) return rc < 0 ? 0 : rc;
     if ((rc = settle_store(&o)) != 0) return rc;

@@ -27,7 +27,9 @@ typedef struct coil__json_text {
 
 /* Bytes as they are (structure, or text known to be JSON already). */
 void coil__json_raw(coil__json_text *b, const char *p, size_t n);
-#define coil__json_lit(b, lit) coil__json_raw((b), (lit), sizeof(lit) - 1)
+/* `lit` must be a string literal (pasting "" onto anything else fails to
+ * compile): its length is its sizeof. */
+#define coil__json_lit(b, lit) coil__json_raw((b), "" lit, sizeof("" lit) - 1)
 
 /* A string value: quoted, with '"', '\' and control characters escaped.
  * Bytes >= 0x80 pass through (the caller's text is UTF-8). */

@@ -111,6 +111,8 @@ static struct {
     uint64_t suppressed;       /* reports held back since the last one */
     char report[REPORT_MAX];   /* the report being built */
     size_t report_len;
+    char last_open[REPORT_MAX]; /* the latest stall's opening report */
+    size_t last_open_len;
 } wd = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .loops = {&wd.loops, &wd.loops},
@@ -417,6 +419,8 @@ static void report_open(coil__diag *d, coil_time now, coil_time thr) {
                     (unsigned long long)wd.suppressed);
         wd.suppressed = 0;
     }
+    memcpy(wd.last_open, wd.report, wd.report_len);
+    wd.last_open_len = wd.report_len;
     report_flush();
 }
 
@@ -751,6 +755,37 @@ static void dump_from_env(void) {
     if (s && strcmp(s, "1") == 0) coil_dump_on_sigusr1(true);
 }
 static void make_key(void) { pthread_key_create(&thread_key, on_thread_exit); }
+
+size_t coil_watchdog_last_report(char *buf, size_t size) {
+    if (!buf || size == 0) return 0;
+    pthread_mutex_lock(&wd.lock);
+    size_t n = wd.last_open_len < size - 1 ? wd.last_open_len : size - 1;
+    memcpy(buf, wd.last_open, n);
+    pthread_mutex_unlock(&wd.lock);
+    buf[n] = '\0';
+    return n;
+}
+
+typedef struct metrics_walk {
+    coil_loop_info *out;
+    size_t max, n;
+    coil_time window;
+} metrics_walk;
+
+static void one_loop_metrics(coil__diag *d, void *arg) {
+    metrics_walk *w = arg;
+    if (w->n == w->max) return;
+    coil_loop_info *info = &w->out[w->n];
+    if (coil_loop_get_metrics(d->loop, w->window, &info->metrics) != 0) return;
+    info->id = d->id;
+    w->n++;
+}
+
+size_t coil_loops_get_metrics(coil_loop_info *out, size_t max, coil_time window) {
+    metrics_walk w = {.out = out, .max = out ? max : 0, .window = window};
+    coil__watchdog_each(one_loop_metrics, &w);
+    return w.n;
+}
 
 size_t coil__watchdog_each(void (*fn)(coil__diag *d, void *arg), void *arg) {
     size_t n = 0;

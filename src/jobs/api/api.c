@@ -461,6 +461,16 @@ static int job_dump(coil_http_request *req, coil_http_response *res, void *arg) 
     return err;
 }
 
+static int job_overview(coil_http_request *req, coil_http_response *res, void *arg) {
+    (void)req;
+    char *json;
+    int err = coil_jobs_overview_json(arg, &json);
+    if (err) return respond_store_error(res, err, "cannot read the jobs");
+    err = coil_http_respond(res, 200, "application/json", json, strlen(json));
+    free(json);
+    return err;
+}
+
 int coil_jobs_mount(coil_jobs *j, struct coil_http_server *srv) {
     static const struct {
         const char *method, *pattern;
@@ -470,6 +480,7 @@ int coil_jobs_mount(coil_jobs *j, struct coil_http_server *srv) {
         {"GET", "/jobs", list_jobs},
         {"GET", "/jobs/stats", job_stats},
         {"GET", "/jobs/dump", job_dump},
+        {"GET", "/jobs/overview", job_overview},
         {"GET", "/jobs/{id}", get_job},
         {"GET", "/jobs/{id}/result", get_result},
         {"GET", "/jobs/{id}/events", coil__jobs_events},

@@ -235,6 +235,7 @@ int coil__jobs_enqueue(coil_jobs *j, const char *kind, const void *payload, size
     };
     err = coil__store_enqueue(j->store, &spec, out);
     free(followups);
+    if (!err && !out->duplicate) atomic_fetch_add(&j->stats.enqueued, 1);
     return err;
 }
 
@@ -299,6 +300,7 @@ void coil_jobs_get_stats(coil_jobs *j, coil_jobs_stats *out) {
     out->cancelled = atomic_load(&j->stats.cancelled);
     out->requeued_at_start = atomic_load(&j->stats.requeued_at_start);
     out->store_errors = atomic_load(&j->stats.store_errors);
+    out->enqueued = atomic_load(&j->stats.enqueued);
     out->waiting = atomic_load(&j->stats.waiting);
     out->running = atomic_load(&j->stats.running);
 }

@@ -88,7 +88,7 @@ struct coil_jobs {
     coil__sched sched;
     struct {
         _Atomic uint64_t claimed, succeeded, failed, crashed, cancelled, requeued_at_start,
-            store_errors;
+            store_errors, enqueued;
         _Atomic size_t waiting, running;
     } stats;
 };
