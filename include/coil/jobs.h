@@ -161,6 +161,8 @@ typedef struct coil_job_opts {
      * borrowed for the call. */
     void (*on_progress)(void *arg, int percent, const char *message);
     void *progress_arg;
+    const char *label;        /* names the job in dumps and dashboards (the
+                                 store's job id); borrowed while it runs */
 } coil_job_opts;
 
 /* What became of one job. Fields not listed as set are 0 / empty. */
@@ -468,6 +470,14 @@ COIL_EXTERN void coil_jobs_get_stats(coil_jobs *jobs, coil_jobs_stats *out);
  * Also served as GET /jobs/overview. From a task; suspends. Returns 0 or
  * a store error. */
 COIL_EXTERN int coil_jobs_overview_json(coil_jobs *jobs, char **json);
+
+/* This node's worker processes, as JSON into *json (malloc'd):
+ *   [{"slot", "state" ("down", "starting", "idle", "busy", "retiring"),
+ *     "pid", "job" (the store id of the job it runs, or null), "kind",
+ *     "jobs_done", "rss_bytes", "cpu_ms"}]
+ * RSS and CPU time come from /proc, read on the thread pool. From a task;
+ * suspends (5 s at most for the jobs loop). Returns 0, -ETIMEDOUT, -ENOMEM. */
+COIL_EXTERN int coil_jobs_workers_json(coil_jobs *jobs, char **json);
 
 /* The stall dump: writes to `out` what the job system holds now, read on
  * its own loop: the scheduler's window (every job it holds, and where each

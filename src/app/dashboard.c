@@ -153,11 +153,13 @@ static void put_runtime(coil__json_text *b) {
     free(report);
 }
 
-/* One snapshot: {"time", "jobs": overview, "history": {latest sample},
- * "loops", "thread_pool", "stall_report"}. Suspends (the store). */
+/* One snapshot: {"time", "jobs": overview, "store_ok", "workers",
+ * "history": {latest sample}, "loops", "thread_pool", "stall_report"}.
+ * Suspends (the store, the jobs loop). */
 static char *snapshot_json(app_dashboard *d) {
-    char *jobs = NULL;
+    char *jobs = NULL, *workers = NULL;
     int err = coil_jobs_overview_json(d->jobs, &jobs);
+    int werr = coil_jobs_workers_json(d->jobs, &workers);
     char *latest = history_json(d, false);
     coil__json_text b = {0};
     coil__json_lit(&b, "{\"time\":");
@@ -168,6 +170,9 @@ static char *snapshot_json(app_dashboard *d) {
     coil__json_lit(&b, ",\"store_ok\":");
     if (err) coil__json_lit(&b, "false");
     else coil__json_lit(&b, "true");
+    coil__json_lit(&b, ",\"workers\":");
+    if (werr || !workers) coil__json_lit(&b, "[]");
+    else coil__json_raw(&b, workers, strlen(workers));
     coil__json_lit(&b, ",\"history\":");
     if (latest) coil__json_raw(&b, latest, strlen(latest));
     else coil__json_lit(&b, "null");
@@ -175,6 +180,7 @@ static char *snapshot_json(app_dashboard *d) {
     put_runtime(&b);
     coil__json_lit(&b, "}");
     free(jobs);
+    free(workers);
     free(latest);
     if (b.failed) {
         free(b.s);

@@ -47,6 +47,9 @@ try {
   step = "a posted job appears and succeeds without a reload";
   const done = await post("/jobs/demo.sleep", { ms: 2500 }); /* seen running: snapshots are 1 s apart */
   await page.locator(`#running tr[data-id="${done}"]`).waitFor({ timeout: 10000 });
+  /* ... and in the worker process that runs it, with its pid and RSS. */
+  await page.locator(`#workers td.job a[href="#job/${done}"]`).waitFor({ timeout: 5000 });
+  if (!/MB/.test(await page.textContent("#workers"))) fail("no RSS in the worker panel");
   await page.waitForFunction(
     (id) => document.querySelector(`#recent tr[data-id="${id}"] td.status`)?.textContent === "succeeded",
     done, { timeout: 15000 });

@@ -3,7 +3,8 @@
  * playwright-core, which scripts/deps installs): live numbers, a job seen
  * to succeed, cancel and retry from their buttons, a stall in the loop
  * panel, a job's own page, the filtered list; screenshots go to the build
- * directory's screenshots/. */
+ * directory's screenshots/. The server's sampler and
+ * event streams cross threads: COIL_TEST_THREADS. */
 #include "app/serve_harness.h"
 
 #include <libgen.h>

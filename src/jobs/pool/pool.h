@@ -141,6 +141,9 @@ struct coil_pool {
     coil_pool_stats stats;    /* counters (alive/busy/queued computed) */
 };
 
+/* A slot state's name: "down", "starting", "idle", "busy", "retiring". */
+const char *coil__slot_state_name(slot_state st);
+
 /* ------------------------------------------------------------------ pool_slot.c */
 
 /* Spawns slot `s`'s worker and waits for its HELLO. Returns 0 (the slot is

@@ -325,6 +325,16 @@ static void reap(pool_slot *s) {
 
 /* ------------------------------------------------------------------ the task */
 
+const char *coil__slot_state_name(slot_state st) {
+    switch (st) {
+    case SLOT_DOWN: return "down";
+    case SLOT_STARTING: return "starting";
+    case SLOT_IDLE: return "idle";
+    case SLOT_BUSY: return "busy";
+    default: return "retiring";
+    }
+}
+
 int coil__slot_start(pool_slot *s) {
     coil_pool *p = s->pool;
     int err = spawn(s);

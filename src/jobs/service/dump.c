@@ -20,15 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *slot_state_name(slot_state st) {
-    switch (st) {
-    case SLOT_DOWN: return "down";
-    case SLOT_STARTING: return "starting";
-    case SLOT_IDLE: return "idle";
-    case SLOT_BUSY: return "busy";
-    default: return "retiring";
-    }
-}
 
 static const char *sched_job_place(const sched_job *sj) {
     if (sj->scope) return sj->starter ? "in pool" : "in pool (no start)";
@@ -59,7 +50,7 @@ static void dump_pool(const coil_pool *p, FILE *out) {
     for (size_t i = 0; i < p->cfg.workers; i++) {
         const pool_slot *sl = &p->slots[i];
         fprintf(out, "jobs:   slot %zu %s pid %d job %llu stage %d killed_with %d done %llu\n", i,
-                slot_state_name(sl->state), sl->pid,
+                coil__slot_state_name(sl->state), sl->pid,
                 sl->job ? (unsigned long long)sl->job->id : 0ULL, sl->stage, sl->killed_with,
                 (unsigned long long)sl->jobs_done);
     }

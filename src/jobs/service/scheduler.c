@@ -475,6 +475,7 @@ static void run_one(coil_jobs *j, sched_job *sj) {
         .timeout = COIL_MSEC(sj->rec->timeout_ms),
         .on_progress = forward_progress,
         .progress_arg = sj,
+        .label = sj->rec->id,
     };
     coil_job_outcome out;
     atomic_fetch_add(&j->stats.running, 1);
