@@ -466,7 +466,8 @@ COIL_EXTERN void coil_jobs_get_stats(coil_jobs *jobs, coil_jobs_stats *out);
  *   {"counts": {"queued": N, ..., "dead": N}, "stats": {coil_jobs_stats},
  *    "running": [status documents, up to 25], "failures": [status documents
  *    of the latest failed and dead jobs, up to 10], "recent": [the latest
- *    jobs of any state, up to 15]}
+ *    jobs of any state, up to 15], "nodes": [on PostgreSQL, each node's
+ *    {"id", "name", "started", "heartbeat_age_ms", "lost", "running"}]}
  * Also served as GET /jobs/overview. From a task; suspends. Returns 0 or
  * a store error. */
 COIL_EXTERN int coil_jobs_overview_json(coil_jobs *jobs, char **json);

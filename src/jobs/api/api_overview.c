@@ -76,6 +76,10 @@ int coil_jobs_overview_json(coil_jobs *j, char **json) {
     if (!err) err = add_state(j, COIL__JOB_RUNNING, RUNNING_MAX, running);
     if (!err) err = add_failures(j, failures);
     if (!err) err = add_state(j, -1, RECENT_MAX, recent);
+    char *nodes = NULL;
+    if (!err) err = coil__store_nodes(j->store, &nodes);
+    if (!err && json_object_set_new(doc, "nodes", json_loads(nodes, 0, NULL))) err = -ENOMEM;
+    free(nodes);
     if (!err && !(*json = json_dumps(doc, JSON_COMPACT))) err = -ENOMEM;
     json_decref(doc);
     return err;

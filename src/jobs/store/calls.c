@@ -293,6 +293,14 @@ int coil__store_list(coil__store *s, const coil__job_filter *f, coil__job_list *
     return err;
 }
 
+int coil__store_nodes(coil__store *s, char **json) {
+    *json = NULL;
+    coil__store_read op = {.kind = COIL__READ_NODES};
+    int err = read_run(s, &op);
+    if (!err) *json = op.nodes;
+    return err;
+}
+
 int coil__store_counts(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]) {
     coil__store_read op = {.kind = COIL__READ_COUNTS, .counts = counts};
     return read_run(s, &op);

@@ -102,6 +102,27 @@ static int read_counts(coil__store_read *op, PGconn *c) {
     return 0;
 }
 
+/* Each node's lease, how long since it renewed it, and the jobs it runs. */
+static int read_nodes(const coil__store *s, coil__store_read *op, PGconn *c) {
+    int err;
+    coil__pg_num lease = coil__pg_n64(coil__pgs(s)->lease_ms);
+    PGresult *res = coil__pg_exec(
+        c,
+        "SELECT json_agg(json_build_object('id', n.id, 'name', n.name,"
+        " 'started', (extract(epoch FROM n.started) * 1000)::bigint,"
+        " 'heartbeat_age_ms', greatest(0, (extract(epoch FROM now() - (n.lease_until"
+        "  - $1::bigint * interval '1 millisecond')) * 1000)::bigint),"
+        " 'lost', n.lost, 'running', (SELECT count(*) FROM coil_jobs j"
+        "  WHERE j.state = 1 AND j.node = n.id)) ORDER BY n.id)::text"
+        " FROM coil_nodes n WHERE NOT n.lost OR n.lease_until > now() - interval '1 hour'",
+        1, (const char *const[]){lease.s}, NULL, NULL, &err);
+    if (!res) return err;
+    const char *text = PQgetisnull(res, 0, 0) ? "[]" : PQgetvalue(res, 0, 0);
+    op->nodes = strdup(text);
+    PQclear(res);
+    return op->nodes ? 0 : -ENOMEM;
+}
+
 int coil__pg_read(coil__store *s, coil__store_read *op) {
     PGconn *c;
     int err = reader_get(s, &c);
@@ -110,6 +131,7 @@ int coil__pg_read(coil__store *s, coil__store_read *op) {
     case COIL__READ_GET: err = read_get(op, c); break;
     case COIL__READ_LIST: err = read_list(op, c); break;
     case COIL__READ_COUNTS: err = read_counts(op, c); break;
+    case COIL__READ_NODES: err = read_nodes(s, op, c); break;
     }
     reader_put(s, c);
     return err;

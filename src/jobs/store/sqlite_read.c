@@ -132,6 +132,9 @@ int coil__sqlite_read(coil__store *s, coil__store_read *op) {
         case COIL__READ_GET: rc = read_get(s, op, db, &found); break;
         case COIL__READ_LIST: rc = read_list(s, op, db); break;
         case COIL__READ_COUNTS: rc = read_counts(op, db); break;
+        case COIL__READ_NODES: /* one process owns the directory: no nodes */
+            rc = (op->nodes = strdup("[]")) ? SQLITE_OK : SQLITE_NOMEM;
+            break;
         }
     }
     int err = rc == SQLITE_OK ? (found ? 0 : -ENOENT) : coil__sqlite_err(db, rc);

@@ -439,6 +439,11 @@ typedef struct coil__job_list {
 int coil__store_list(coil__store *s, const coil__job_filter *f, coil__job_list *out);
 void coil__job_list_free(coil__job_list *l);
 
+/* The nodes sharing the store, as JSON into *json (malloc'd):
+ *   [{"id", "name", "started", "heartbeat_age_ms", "lost", "running"}]
+ * (SQLite: one process, no nodes: []). Returns 0 or an error. Suspends. */
+int coil__store_nodes(coil__store *s, char **json);
+
 /* Number of jobs in each state. Returns 0 or an error. Suspends. */
 int coil__store_counts(coil__store *s, uint64_t counts[COIL__JOB_NSTATES]);
 

@@ -132,7 +132,12 @@ typedef struct coil__progress {
 
 /* One read, as the backend runs it on a pool thread (calls.c makes the
  * hop). The filter of a list has its limit settled (1..COIL__LIST_MAX). */
-typedef enum coil__read_kind { COIL__READ_GET, COIL__READ_LIST, COIL__READ_COUNTS } coil__read_kind;
+typedef enum coil__read_kind {
+    COIL__READ_GET,
+    COIL__READ_LIST,
+    COIL__READ_COUNTS,
+    COIL__READ_NODES,
+} coil__read_kind;
 
 typedef struct coil__store_read {
     coil__read_kind kind;
@@ -141,6 +146,7 @@ typedef struct coil__store_read {
     coil__job *job;                 /* out: GET */
     coil__job_list list;            /* out: LIST */
     uint64_t *counts;               /* out: COUNTS, COIL__JOB_NSTATES of them */
+    char *nodes;                    /* out: NODES, JSON (malloc'd) */
 } coil__store_read;
 
 enum { COIL__LIST_DEFAULT = 50, COIL__LIST_MAX = 1000 };

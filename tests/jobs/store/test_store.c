@@ -8,6 +8,8 @@
 
 #include "jobs/store/store_fixture.h"
 
+#include <jansson.h>
+
 /* ------------------------------------------------------------------ basics */
 
 static coil_result roundtrip_main(void *arg) {
@@ -1105,5 +1107,39 @@ static coil_result followups_main(void *arg) {
 TEST(followups_are_written_with_the_final_state_of_their_parent) {
     char *dir = fx_tmpdir();
     RUN_MAIN(followups_main, dir);
+    fx_rmtree(dir);
+}
+
+/* ------------------------------------------------------------------ nodes */
+
+static coil_result nodes_main(void *arg) {
+    coil__store *s = fx_open(arg, NULL);
+    char *json = NULL;
+    ASSERT_EQ(coil__store_nodes(s, &json), 0);
+    json_t *doc = json_loads(json, 0, NULL);
+    ASSERT(json_is_array(doc));
+    if (!fx_pg()) {
+        ASSERT_EQ(json_array_size(doc), 0); /* one process owns the directory */
+    } else {
+        /* This store is a node: its lease renewed a moment ago, no jobs. */
+        ASSERT_GE(json_array_size(doc), 1);
+        json_t *n = json_array_get(doc, json_array_size(doc) - 1);
+        char pid[24];
+        snprintf(pid, sizeof pid, ":%d", (int)getpid());
+        ASSERT_CONTAINS(json_string_value(json_object_get(n, "name")), pid);
+        ASSERT_GE(json_integer_value(json_object_get(n, "heartbeat_age_ms")), 0);
+        ASSERT(json_integer_value(json_object_get(n, "heartbeat_age_ms")) < 60000);
+        ASSERT(json_is_false(json_object_get(n, "lost")));
+        ASSERT_EQ(json_integer_value(json_object_get(n, "running")), 0);
+    }
+    json_decref(doc);
+    free(json);
+    ASSERT_EQ(coil__store_close(s), 0);
+    return coil_ok(NULL);
+}
+
+TEST(nodes_are_listed_with_their_heartbeat) {
+    char *dir = fx_tmpdir();
+    RUN_MAIN(nodes_main, dir);
     fx_rmtree(dir);
 }
