@@ -73,6 +73,22 @@ typedef struct coil_job_ctx coil_job_ctx;
  * runs many jobs: free it. */
 typedef int (*coil_job_fn)(const void *payload, size_t len, coil_job_ctx *ctx);
 
+/* The kind of the job a handler runs (one handler may serve several). */
+COIL_EXTERN const char *coil_job_kind(coil_job_ctx *ctx);
+
+/* Registers a job kind that is a program: "NAME[:CONTENT-TYPE]=PROGRAM
+ * ARG..." (split on spaces, no shell). Each job runs PROGRAM in its own
+ * process group and a fresh temporary directory, with the payload on its
+ * stdin; its stdout (16 MiB at most) is the result, of CONTENT-TYPE
+ * (default application/octet-stream); lines "progress PERCENT MESSAGE" on
+ * fd 3 (COIL_PROGRESS_FD) are its progress. Exit 0 succeeds; another
+ * status fails with stderr's last 4 KiB; a signal is a crash. A cancel or
+ * timeout sends SIGTERM to the group, then SIGKILL. Call before the pool
+ * starts, in the process that starts it (its workers inherit the
+ * definitions). Returns 0, -EINVAL (malformed), -EEXIST, -ENOSPC, -EBUSY. */
+COIL_EXTERN int coil_jobs_command_kind(const char *definition);
+COIL_EXTERN bool coil_jobs_is_command_kind(const char *kind);
+
 /* A handler's return for a failure that another attempt cannot mend (a
  * webhook answered 4xx, a payload the handler refuses): the job is dead at
  * once, whatever attempts it has left. Any other error is retried. */

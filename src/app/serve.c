@@ -119,6 +119,8 @@ static void usage(FILE *out) {
             "                      and GET /whoami\n"
             "  --no-access-log     do not log each request to stderr\n"
             "  --no-dashboard      do not serve the dashboard page at GET /\n"
+            "  --command-kind D    a job kind that is a program: 'NAME[:TYPE]=PROGRAM ARG...'\n"
+            "                      (payload on stdin, result on stdout; repeatable)\n"
             "\n"
             "Notifications (POST /jobs/{kind}?notify=mailto:ADDR or ?notify=https://URL):\n"
             "%s",
@@ -365,6 +367,15 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                 o->kinds[k++] = t;
             o->kinds[k] = NULL;
             i++;
+        } else if (strcmp(a, "--command-kind") == 0) {
+            int err = coil_jobs_command_kind(v);
+            if (err) {
+                fprintf(stderr, "%s: --command-kind %s: %s\n", cmd_name(o), v,
+                        err == -EINVAL ? "expected NAME[:TYPE]=PROGRAM ARG..."
+                                       : coil_strerror(err));
+                return 2;
+            }
+            i++;
         } else if (strcmp(a, "--stall-ms") == 0 && parse_long(v, 3600000, &n)) {
             o->stall_ms = n;
             i++;
@@ -416,6 +427,7 @@ static int make_dirs(const char *path) {
 static int accept_job(void *arg, const char *kind, const void *json, char *msg, size_t cap) {
     const serve_opts *o = arg;
     const app_kind *k = coil_app_kind_find(kind);
+    if (!k && coil_jobs_is_command_kind(kind)) return 0; /* the program checks its input */
     if (!k || (k->unsafe && !o->demo_unsafe)) return -ENOENT;
     return k->validate ? k->validate(json, msg, cap) : 0;
 }

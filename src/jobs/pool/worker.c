@@ -167,6 +167,11 @@ static void take_frame_during_job(coil_job_ctx *ctx) {
     free(payload); /* a CANCEL for an earlier job came too late: ignored */
 }
 
+const char *coil_job_kind(coil_job_ctx *ctx) {
+    (void)ctx;
+    return running_kind;
+}
+
 bool coil_job_cancelled(coil_job_ctx *ctx) {
     struct pollfd p = {.fd = ctx->fd, .events = POLLIN};
     while (!ctx->gone && poll(&p, 1, 0) > 0) take_frame_during_job(ctx);
@@ -259,9 +264,18 @@ static void fatal_signal(int sig) {
     raise(sig); /* delivered when the handler returns, if not at once */
 }
 
+/* SIGTERM (a job stopped past its grace, or the pool going away): a
+ * command kind's program group goes first, then the worker as before. */
+static void on_term(int sig) {
+    coil__command_group_kill();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void install_signals(void) {
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGTERM, on_term);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = fatal_signal;
@@ -294,6 +308,7 @@ int coil__worker_main(int argc, char **argv) {
     if (!keep_nice && setpriority(PRIO_PROCESS, 0, (int)nice_to) != 0)
         fprintf(stderr, "coil worker: setpriority(%ld): %s\n", nice_to, strerror(errno));
     install_signals();
+    coil__command_kinds_from_env(); /* the supervisor's, as it registered them */
     return serve((int)fd);
 }
 

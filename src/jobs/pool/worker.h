@@ -60,4 +60,10 @@ int coil__limits_apply(coil__limits *saved, uint64_t max_as, uint32_t cpu_second
 /* Puts back what coil__limits_apply() changed. */
 void coil__limits_restore(const coil__limits *saved);
 
+/* command.c: in a worker, registers the command kinds of COIL_COMMAND_KINDS
+ * (the supervisor's); and kills the running program's group (from a signal
+ * handler: async-signal-safe). */
+void coil__command_kinds_from_env(void);
+void coil__command_group_kill(void);
+
 #endif /* COIL_JOBS_WORKER_H */
