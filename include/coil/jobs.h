@@ -73,8 +73,12 @@ typedef struct coil_job_ctx coil_job_ctx;
  * runs many jobs: free it. */
 typedef int (*coil_job_fn)(const void *payload, size_t len, coil_job_ctx *ctx);
 
-/* The kind of the job a handler runs (one handler may serve several). */
+/* The kind of the job a handler runs (one handler may serve several), its
+ * id in the store ("" if the pool was not given one), and which attempt
+ * this is (1 for the first; 0 if unknown). */
 COIL_EXTERN const char *coil_job_kind(coil_job_ctx *ctx);
+COIL_EXTERN const char *coil_job_id(coil_job_ctx *ctx);
+COIL_EXTERN unsigned coil_job_attempt(coil_job_ctx *ctx);
 
 /* Registers a job kind that is a program: "NAME[:CONTENT-TYPE]=PROGRAM
  * ARG..." (split on spaces, no shell). Each job runs PROGRAM in its own
@@ -177,8 +181,10 @@ typedef struct coil_job_opts {
      * borrowed for the call. */
     void (*on_progress)(void *arg, int percent, const char *message);
     void *progress_arg;
-    const char *label;        /* names the job in dumps and dashboards (the
-                                 store's job id); borrowed while it runs */
+    const char *label;        /* names the job in dumps and dashboards, and to
+                                 its handler (the store's job id, 255 bytes
+                                 at most); borrowed while it runs */
+    unsigned attempt;         /* which attempt this is, 1 for the first; 0 */
 } coil_job_opts;
 
 /* What became of one job. Fields not listed as set are 0 / empty. */

@@ -71,10 +71,24 @@ TEST(a_python_script_is_a_job_kind) {
     serve_reply_free(&r);
     ASSERT_STR_EQ(str(out, "echo"), "h\xc3\xa9llo");
     ASSERT_STR_EQ(str(out, "kind"), "py.job");
+    ASSERT_STR_EQ(str(out, "id"), id); /* the store's id, in its environment */
+    ASSERT_STR_EQ(str(out, "attempt"), "1");
     const char *cwd = str(out, "cwd");
     ASSERT(strncmp(cwd, "/tmp/coil-job-", 14) == 0);
     ASSERT(access(cwd, F_OK) != 0); /* removed after the job */
     json_decref(out);
+
+    /* The attempt number: a script that fails its first attempt only. */
+    doc = post(p.port, "/jobs/py.job?backoff_ms=10", "{\"mode\": \"flaky\"}");
+    snprintf(id, sizeof id, "%s", str(doc, "id"));
+    json_decref(doc);
+    doc = await(p.port, id, "succeeded");
+    ASSERT_EQ(json_integer_value(json_object_get(doc, "attempts")), 2);
+    json_decref(doc);
+    snprintf(path, sizeof path, "/jobs/%s/result", id);
+    serve_get(p.port, path, &r);
+    ASSERT_STR_EQ(r.body, "2\n");
+    serve_reply_free(&r);
 
     /* A non-zero exit: failed, with the status and stderr in the message. */
     doc = post(p.port, "/jobs/py.job?max_attempts=1", "{\"mode\": \"fail\"}");

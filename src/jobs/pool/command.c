@@ -12,7 +12,8 @@
  *     directory (removed after), with the payload on stdin, stdout read as
  *     the result (COMMAND_RESULT_MAX at most), stderr's last 4 KiB kept
  *     for the error message, and "progress PERCENT MESSAGE" lines read
- *     from fd 3 (COIL_PROGRESS_FD);
+ *     from fd 3 (COIL_PROGRESS_FD); COIL_JOB_ID, COIL_JOB_ATTEMPT and
+ *     COIL_JOB_KIND in its environment;
  *   - a cancel or a timeout (the supervisor's CANCEL frame) sends SIGTERM
  *     to the whole group, then SIGKILL after COMMAND_GRACE, so that
  *     grandchildren go too; a worker killed outright takes the group with
@@ -211,7 +212,8 @@ static void stderr_tail(const io *x, char *out, size_t cap) {
     while (n && (out[n - 1] == '\n' || out[n - 1] == ' ')) out[--n] = '\0';
 }
 
-static pid_t spawn(const command_kind *k, const char *dir, int in, int out, int err, int prog) {
+static pid_t spawn(const command_kind *k, coil_job_ctx *ctx, const char *dir, int in, int out,
+                   int err, int prog) {
     pid_t pid = fork();
     if (pid != 0) return pid;
     /* The child: its own group (a cancel signals all of it), gone with the
@@ -228,6 +230,10 @@ static pid_t spawn(const command_kind *k, const char *dir, int in, int out, int 
         if (moved[i] < 0 || dup2(moved[i], i) < 0) _exit(126);
     setenv("COIL_PROGRESS_FD", "3", 1);
     setenv("COIL_JOB_KIND", k->name, 1);
+    char attempt[16];
+    snprintf(attempt, sizeof attempt, "%u", coil_job_attempt(ctx));
+    setenv("COIL_JOB_ID", coil_job_id(ctx), 1);
+    setenv("COIL_JOB_ATTEMPT", attempt, 1);
     execvp(k->argv[0], k->argv);
     dprintf(2, "coil: cannot run %s: %s\n", k->argv[0], strerror(errno));
     _exit(127);
@@ -251,7 +257,7 @@ static int run_command(const void *payload, size_t len, coil_job_ctx *ctx) {
         nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
         return -EMFILE;
     }
-    pid_t pid = spawn(k, dir, in[0], out[1], err[1], prog[1]);
+    pid_t pid = spawn(k, ctx, dir, in[0], out[1], err[1], prog[1]);
     close(in[0]), close(out[1]), close(err[1]), close(prog[1]);
     if (pid < 0) {
         close(in[1]), close(out[0]), close(err[0]), close(prog[0]);

@@ -66,15 +66,19 @@ ssize_t coil__frame_decode(const uint8_t *buf, size_t len, uint32_t max, coil__f
 int coil__frame_run_encode(uint8_t fixed[COIL__FRAME_RUN_FIXED], struct iovec *iov,
                            const coil__frame_run *run) {
     if (run->kind_len == 0 || run->kind_len > COIL_JOB_KIND_MAX) return -EINVAL;
-    if (run->payload_len > COIL__FRAME_MAX - COIL__FRAME_RUN_FIXED - run->kind_len)
+    if (run->label_len > COIL__FRAME_LABEL_MAX) return -EINVAL;
+    if (run->payload_len > COIL__FRAME_MAX - COIL__FRAME_RUN_FIXED - run->kind_len - run->label_len)
         return -EMSGSIZE;
     put_u64(fixed, run->max_address_space);
     coil__put_u32(fixed + 8, run->max_cpu_seconds);
     put_u16(fixed + 12, (uint16_t)run->kind_len);
+    coil__put_u32(fixed + 14, run->attempt);
+    put_u16(fixed + 18, (uint16_t)run->label_len);
     iov[0] = (struct iovec){fixed, COIL__FRAME_RUN_FIXED};
     iov[1] = (struct iovec){(void *)run->kind, run->kind_len};
-    iov[2] = (struct iovec){(void *)run->payload, run->payload_len};
-    return 3;
+    iov[2] = (struct iovec){(void *)run->label, run->label_len};
+    iov[3] = (struct iovec){(void *)run->payload, run->payload_len};
+    return 4;
 }
 
 int coil__frame_run_decode(const uint8_t *p, size_t len, coil__frame_run *out) {
@@ -82,13 +86,18 @@ int coil__frame_run_decode(const uint8_t *p, size_t len, coil__frame_run *out) {
     out->max_address_space = get_u64(p);
     out->max_cpu_seconds = coil__get_u32(p + 8);
     out->kind_len = get_u16(p + 12);
+    out->attempt = coil__get_u32(p + 14);
+    out->label_len = get_u16(p + 18);
     len -= COIL__FRAME_RUN_FIXED;
     p += COIL__FRAME_RUN_FIXED;
     if (out->kind_len == 0 || out->kind_len > COIL_JOB_KIND_MAX || out->kind_len > len)
         return -EPROTO;
+    if (out->label_len > COIL__FRAME_LABEL_MAX || out->label_len > len - out->kind_len)
+        return -EPROTO;
     out->kind = (const char *)p;
-    out->payload = p + out->kind_len;
-    out->payload_len = len - out->kind_len;
+    out->label = (const char *)p + out->kind_len;
+    out->payload = p + out->kind_len + out->label_len;
+    out->payload_len = len - out->kind_len - out->label_len;
     return 0;
 }
 

@@ -14,7 +14,8 @@
  *   HELLO     worker: ready to work     u32 pid
  *   RUN       supervisor: run a job     u64 max_address_space, u32
  *                                       max_cpu_seconds, u16 kind length,
- *                                       kind, then the job's payload
+ *                                       u32 attempt, u16 label length,
+ *                                       kind, label, then the job's payload
  *   CANCEL    supervisor: stop job id   nothing
  *   PROGRESS  worker: job id progress   u8 percent, message
  *   RESULT    worker: job id is done    i32 status, u16 content-type
@@ -39,8 +40,9 @@ enum {
     COIL__FRAME_HEADER = 16,             /* header bytes */
     COIL__FRAME_MAGIC = 0xC1,            /* first byte of every frame */
     COIL__FRAME_MAX = 64 * 1024 * 1024,  /* largest payload either side accepts */
-    COIL__FRAME_RUN_FIXED = 14,          /* RUN payload before the kind */
+    COIL__FRAME_RUN_FIXED = 20,          /* RUN payload before the kind */
     COIL__FRAME_RESULT_FIXED = 8,        /* RESULT payload before the strings */
+    COIL__FRAME_LABEL_MAX = 255,         /* RUN: a job's label, bytes */
 };
 
 typedef enum coil__frame_type {
@@ -64,6 +66,9 @@ typedef struct coil__frame_run {
     uint32_t max_cpu_seconds;
     const char *kind;           /* kind_len bytes, not NUL-terminated */
     size_t kind_len;
+    uint32_t attempt;           /* 1 for the first; 0: unknown */
+    const char *label;          /* label_len bytes (the store's job id), may be 0 */
+    size_t label_len;
     const uint8_t *payload;     /* the job's bytes */
     size_t payload_len;
 } coil__frame_run;

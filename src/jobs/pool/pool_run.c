@@ -254,12 +254,15 @@ static void send_run(pool_job *job) {
         .max_address_space = job->opts.max_address_space,
         .max_cpu_seconds = job->opts.max_cpu_seconds,
         .kind = job->kind, .kind_len = job->kind_len,
+        .attempt = job->opts.attempt,
+        .label = job->opts.label, .label_len = job->opts.label ? strlen(job->opts.label) : 0,
         .payload = job->payload, .payload_len = job->len,
     };
+    if (run.label_len > COIL__FRAME_LABEL_MAX) run.label_len = 0;
     uint8_t fixed[COIL__FRAME_RUN_FIXED];
-    struct iovec iov[4];
+    struct iovec iov[5];
     int n = coil__frame_run_encode(fixed, iov + 1, &run);
-    COIL_ASSERT(n == 3); /* sizes were checked at submission */
+    COIL_ASSERT(n == 4); /* sizes were checked at submission */
     job->sent = true;
     int err = write_frame(job, COIL__FRAME_RUN, iov, n);
     if (err) {

@@ -51,6 +51,8 @@ struct coil_job_ctx {
     size_t result_len;
     char ctype[COIL_JOB_CONTENT_TYPE_MAX + 1]; /* its content type */
     char error[COIL_JOB_MESSAGE_MAX + 1];      /* coil_job_set_error's message */
+    char label[COIL__FRAME_LABEL_MAX + 1];     /* the job's id in the store */
+    unsigned attempt;
 };
 
 /* The kind running now, for the crash line (read by a signal handler). */
@@ -167,6 +169,10 @@ static void take_frame_during_job(coil_job_ctx *ctx) {
     free(payload); /* a CANCEL for an earlier job came too late: ignored */
 }
 
+const char *coil_job_id(coil_job_ctx *ctx) { return ctx->label; }
+
+unsigned coil_job_attempt(coil_job_ctx *ctx) { return ctx->attempt; }
+
 const char *coil_job_kind(coil_job_ctx *ctx) {
     (void)ctx;
     return running_kind;
@@ -185,7 +191,9 @@ bool coil_job_cancelled(coil_job_ctx *ctx) {
 static int run_job(int fd, uint64_t id, const uint8_t *p, size_t len) {
     coil__frame_run run;
     if (coil__frame_run_decode(p, len, &run)) return EXIT_PROTOCOL;
-    coil_job_ctx ctx = {.fd = fd, .id = id};
+    coil_job_ctx ctx = {.fd = fd, .id = id, .attempt = run.attempt};
+    memcpy(ctx.label, run.label, run.label_len);
+    ctx.label[run.label_len] = '\0';
     int status;
     coil_job_fn fn = coil__job_lookup(run.kind, run.kind_len);
     coil__limits saved;

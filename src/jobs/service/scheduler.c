@@ -476,6 +476,7 @@ static void run_one(coil_jobs *j, sched_job *sj) {
         .on_progress = forward_progress,
         .progress_arg = sj,
         .label = sj->rec->id,
+        .attempt = (unsigned)sj->rec->attempts + 1, /* the start counts it */
     };
     coil_job_outcome out;
     atomic_fetch_add(&j->stats.running, 1);

@@ -104,12 +104,13 @@ TEST(frame_decode_needs_whole_frame) {
 TEST(run_round_trip_and_truncation) {
     const char payload[] = "{\"rows\": 3}";
     coil__frame_run run = {.max_address_space = 1ull << 33, .max_cpu_seconds = 7,
-                           .kind = "report.pdf", .kind_len = 10,
+                           .kind = "report.pdf", .kind_len = 10, .attempt = 3,
+                           .label = "0123abcd", .label_len = 8,
                            .payload = (const uint8_t *)payload, .payload_len = sizeof payload - 1};
     uint8_t fixed[COIL__FRAME_RUN_FIXED], buf[256];
     struct iovec iov[4];
     int n = coil__frame_run_encode(fixed, iov, &run);
-    ASSERT_EQ(n, 3);
+    ASSERT_EQ(n, 4);
     size_t len = flatten(buf, sizeof buf, iov, n);
     guarded g = guard_copy(buf, len);
     coil__frame_run d;
@@ -118,6 +119,9 @@ TEST(run_round_trip_and_truncation) {
     ASSERT_EQ(d.max_cpu_seconds, 7);
     ASSERT_EQ(d.kind_len, 10);
     ASSERT(memcmp(d.kind, "report.pdf", 10) == 0);
+    ASSERT_EQ(d.attempt, 3);
+    ASSERT_EQ(d.label_len, 8);
+    ASSERT(memcmp(d.label, "0123abcd", 8) == 0);
     ASSERT_EQ(d.payload_len, sizeof payload - 1);
     ASSERT(memcmp(d.payload, payload, d.payload_len) == 0);
     guard_free(&g);
@@ -147,6 +151,7 @@ TEST(run_rejects_bad_kinds) {
     uint8_t raw[COIL__FRAME_RUN_FIXED + 80];
     memset(raw, 'k', sizeof raw);
     coil__frame_run d;
+    raw[18] = 0, raw[19] = 0; /* no label */
     raw[12] = 0, raw[13] = 0;
     ASSERT_EQ(coil__frame_run_decode(raw, sizeof raw, &d), -EPROTO);
     raw[12] = COIL_JOB_KIND_MAX + 1;
@@ -154,6 +159,15 @@ TEST(run_rejects_bad_kinds) {
     raw[12] = COIL_JOB_KIND_MAX;
     ASSERT_EQ(coil__frame_run_decode(raw, sizeof raw, &d), 0);
     ASSERT_EQ(d.payload_len, sizeof raw - COIL__FRAME_RUN_FIXED - COIL_JOB_KIND_MAX);
+    /* A label over its maximum, or past the frame's end, is refused. */
+    raw[18] = (COIL__FRAME_LABEL_MAX + 1) & 0xff, raw[19] = (COIL__FRAME_LABEL_MAX + 1) >> 8;
+    ASSERT_EQ(coil__frame_run_decode(raw, sizeof raw, &d), -EPROTO);
+    raw[19] = 0;
+    raw[18] = 80 - COIL_JOB_KIND_MAX + 1;
+    ASSERT_EQ(coil__frame_run_decode(raw, sizeof raw, &d), -EPROTO);
+    raw[18] = 80 - COIL_JOB_KIND_MAX;
+    ASSERT_EQ(coil__frame_run_decode(raw, sizeof raw, &d), 0);
+    ASSERT_EQ(d.payload_len, 0);
 }
 
 TEST(result_round_trip_and_bounds) {
