@@ -162,3 +162,73 @@ TEST(jobs_server_runs_its_own_job_kind) {
     stop_server(pid);
     serve_cleanup(&p);
 }
+
+/* examples/python: the README's three commands, then the report's progress
+ * and result through the Python app. */
+TEST(python_app_hands_its_reports_to_coil) {
+    char def[PATH_MAX + 96], app[PATH_MAX + 32];
+    snprintf(def, sizeof def,
+             "report.py:application/json=/usr/bin/python3 %s/examples/python/report_job.py",
+             COIL_SOURCE_DIR);
+    snprintf(app, sizeof app, "%s/examples/python/app.py", COIL_SOURCE_DIR);
+    serve_proc p;
+    serve_start(&p, (const char *const[]){"--job-workers", "1", "--command-kind", def, NULL});
+    int port = serve_free_port();
+    char coil_url[64], app_port[16], log[160];
+    snprintf(coil_url, sizeof coil_url, "http://127.0.0.1:%d", p.port);
+    snprintf(app_port, sizeof app_port, "%d", port);
+    snprintf(log, sizeof log, "%s/app.log", p.dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(127);
+        setenv("COIL_URL", coil_url, 1);
+        setenv("PORT", app_port, 1);
+        execl("/usr/bin/python3", "python3", app, (char *)NULL);
+        _exit(127);
+    }
+    coil_time until = coil_now() + COIL_SEC(15);
+    int probe;
+    while ((probe = serve_connect(port)) < 0) {
+        ASSERT(coil_now() < until);
+        usleep(50 * 1000);
+    }
+    close(probe);
+    serve_reply r;
+    serve_http(port, "POST", "/reports", NULL,
+               "{\"title\": \"Q3\", \"rows\": [{\"value\": 3}, {\"value\": 5}, {\"value\": 1.5}]}", &r);
+    ASSERT_EQ(r.status, 202);
+    json_t *doc = serve_json(&r);
+    char id[40], path[64];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(doc, "report")));
+    json_decref(doc);
+    serve_reply_free(&r);
+    snprintf(path, sizeof path, "/reports/%s", id);
+    bool saw_progress = false;
+    for (;;) {
+        serve_get(port, path, &r);
+        ASSERT_EQ(r.status, 200);
+        doc = serve_json(&r);
+        serve_reply_free(&r);
+        const char *st = json_string_value(json_object_get(doc, "status"));
+        const char *msg = json_string_value(json_object_get(doc, "message"));
+        saw_progress |= msg && strstr(msg, "row ") != NULL;
+        if (strcmp(st, "succeeded") == 0) break;
+        ASSERT(strcmp(st, "dead") != 0 && coil_now() < until + COIL_SEC(15));
+        json_decref(doc);
+        usleep(30 * 1000);
+    }
+    json_t *result = json_object_get(doc, "result");
+    ASSERT(json_real_value(json_object_get(result, "total")) == 9.5);
+    ASSERT_EQ(json_integer_value(json_object_get(result, "rows")), 3);
+    ASSERT_STR_EQ(json_string_value(json_object_get(result, "job")), id);
+    ASSERT(saw_progress);
+    json_decref(doc);
+    kill(pid, SIGTERM);
+    serve_wait_exit(pid);
+    serve_stop(&p);
+    serve_cleanup(&p);
+}
