@@ -81,7 +81,7 @@ COIL_EXTERN const char *coil_job_id(coil_job_ctx *ctx);
 COIL_EXTERN unsigned coil_job_attempt(coil_job_ctx *ctx);
 
 /* Registers a job kind that is a program: "NAME[:CONTENT-TYPE]=PROGRAM
- * ARG..." (split on spaces, no shell). Each job runs PROGRAM in its own
+ * ARG..." (split on spaces, with '...' and "..." quoting; no shell). Each job runs PROGRAM in its own
  * process group and a fresh temporary directory, with the payload on its
  * stdin; its stdout (16 MiB at most) is the result, of CONTENT-TYPE
  * (default application/octet-stream); lines "progress PERCENT MESSAGE" on
@@ -91,6 +91,10 @@ COIL_EXTERN unsigned coil_job_attempt(coil_job_ctx *ctx);
  * starts, in the process that starts it (its workers inherit the
  * definitions). Returns 0, -EINVAL (malformed), -EEXIST, -ENOSPC, -EBUSY. */
 COIL_EXTERN int coil_jobs_command_kind(const char *definition);
+/* The same for each line of a file (blank lines and '#' comments skipped;
+ * '...' and "..." quote words with spaces). Returns 0, or an error with
+ * the file's name and line in err. */
+COIL_EXTERN int coil_jobs_command_kinds_file(const char *path, char *err, size_t cap);
 COIL_EXTERN bool coil_jobs_is_command_kind(const char *kind);
 
 /* A handler's return for a failure that another attempt cannot mend (a

@@ -121,6 +121,7 @@ static void usage(FILE *out) {
             "  --no-dashboard      do not serve the dashboard page at GET /\n"
             "  --command-kind D    a job kind that is a program: 'NAME[:TYPE]=PROGRAM ARG...'\n"
             "                      (payload on stdin, result on stdout; repeatable)\n"
+            "  --kinds-file FILE   command kinds, one definition a line (quotes allowed)\n"
             "\n"
             "Notifications (POST /jobs/{kind}?notify=mailto:ADDR or ?notify=https://URL):\n"
             "%s",
@@ -373,6 +374,13 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                 fprintf(stderr, "%s: --command-kind %s: %s\n", cmd_name(o), v,
                         err == -EINVAL ? "expected NAME[:TYPE]=PROGRAM ARG..."
                                        : coil_strerror(err));
+                return 2;
+            }
+            i++;
+        } else if (strcmp(a, "--kinds-file") == 0) {
+            char why[512];
+            if (coil_jobs_command_kinds_file(v, why, sizeof why) != 0) {
+                fprintf(stderr, "%s: --kinds-file %s\n", cmd_name(o), why);
                 return 2;
             }
             i++;

@@ -146,8 +146,39 @@ TEST(a_python_script_is_a_job_kind) {
         ASSERT(coil_now() < until);
         usleep(20 * 1000);
     }
-    /* Unknown definitions are refused at the command line. */
     serve_stop(&p);
+    /* A kinds file: comments, blank lines, quoted arguments. */
+    char file[160], text[PATH_MAX + 256];
+    snprintf(file, sizeof file, "%s/kinds", p.dir);
+    snprintf(text, sizeof text,
+             "# the kinds of this test\n\n"
+             "py.args:application/json=/usr/bin/python3 %s/tests/app/fixtures/command_job.py"
+             " \"two words\" 'single quoted' back\\ slash\n",
+             COIL_SOURCE_DIR);
+    FILE *f = fopen(file, "w");
+    ASSERT(f != NULL);
+    fputs(text, f);
+    fclose(f);
+    serve_launch(&p, (const char *const[]){"--job-workers", "1", "--kinds-file", file, NULL});
+    doc = post(p.port, "/jobs/py.args", "{\"mode\": \"argv\"}");
+    snprintf(id, sizeof id, "%s", str(doc, "id"));
+    json_decref(doc);
+    json_decref(await(p.port, id, "succeeded"));
+    snprintf(path, sizeof path, "/jobs/%s/result", id);
+    serve_get(p.port, path, &r);
+    ASSERT_STR_EQ(r.body, "[\"two words\", \"single quoted\", \"back slash\"]");
+    serve_reply_free(&r);
+    serve_stop(&p);
+    /* Bad definitions are refused at the command line, with the line. */
+    f = fopen(file, "w");
+    ASSERT(f != NULL);
+    fputs("# ok\nok.kind=/bin/true\nbad.kind=/bin/echo \"unclosed\n", f);
+    fclose(f);
+    serve_ran bad0;
+    serve_coil_run(p.dir, (const char *const[]){"serve", "--kinds-file", file, NULL}, &bad0);
+    ASSERT_EQ(bad0.status, 2);
+    ASSERT_CONTAINS(bad0.err, "line 3");
+    serve_ran_free(&bad0);
     serve_ran bad;
     serve_coil_run(p.dir, (const char *const[]){"serve", "--command-kind", "noprogram=", NULL}, &bad);
     ASSERT_EQ(bad.status, 2);

@@ -1,8 +1,9 @@
 /* jobs/pool/command.c: job kinds that are programs (coil_jobs_command_kind
  * in jobs.h): any executable, in any language, as a job kind.
  *
- * A definition is "NAME[:CONTENT-TYPE]=PROGRAM ARG...", split on spaces,
- * run without a shell. The supervisor registers it (so that the API takes
+ * A definition is "NAME[:CONTENT-TYPE]=PROGRAM ARG...", split on spaces
+ * (quotes and backslashes as a shell would, for arguments with spaces),
+ * run without a shell; a kinds file holds one a line. The supervisor registers it (so that the API takes
  * the kind) and puts it in COIL_COMMAND_KINDS, one a line; a worker is a
  * fresh exec that inherits the environment and registers the same ones
  * before it serves. Each kind's handler is run_command below, in the
@@ -67,6 +68,33 @@ static const command_kind *find(const char *name) {
     return NULL;
 }
 
+/* Splits `s` into words in buf (DEF_MAX bytes), pointed to by argv (a
+ * NULL after them): runs of spaces and tabs separate words; '...' and
+ * "..." quote (spaces included), and a backslash takes the next character
+ * as it is, outside single quotes. Returns the count, or -EINVAL
+ * (unclosed quote, too many words, too long). */
+static int split(const char *s, char *buf, char **argv) {
+    size_t argc = 0, n = 0;
+    for (;;) {
+        while (*s == ' ' || *s == '\t') s++;
+        if (!*s) break;
+        if (argc == ARGS_MAX) return -EINVAL;
+        argv[argc++] = buf + n;
+        char quote = 0;
+        for (; *s && (quote || (*s != ' ' && *s != '\t')); s++) {
+            if (n + 2 >= DEF_MAX) return -EINVAL;
+            if (quote && *s == quote) quote = 0;
+            else if (!quote && (*s == '\'' || *s == '"')) quote = *s;
+            else if (*s == '\\' && quote != '\'' && s[1]) buf[n++] = *++s;
+            else buf[n++] = *s;
+        }
+        if (quote) return -EINVAL;
+        buf[n++] = '\0';
+    }
+    argv[argc] = NULL;
+    return (int)argc;
+}
+
 /* Parses `def` into `k`. Returns 0 or -EINVAL. */
 static int parse(const char *def, command_kind *k) {
     const char *eq = strchr(def, '=');
@@ -85,14 +113,7 @@ static int parse(const char *def, command_kind *k) {
         memcpy(k->content_type, colon + 1, n);
         k->content_type[n] = '\0';
     }
-    memcpy(k->buf, eq + 1, strlen(eq + 1) + 1);
-    size_t argc = 0;
-    for (char *save = NULL, *t = strtok_r(k->buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
-        if (argc == ARGS_MAX) return -EINVAL;
-        k->argv[argc++] = t;
-    }
-    k->argv[argc] = NULL;
-    return argc ? 0 : -EINVAL;
+    return split(eq + 1, k->buf, k->argv) > 0 ? 0 : -EINVAL;
 }
 
 static int run_command(const void *payload, size_t len, coil_job_ctx *ctx);
@@ -118,6 +139,32 @@ static int add(const char *def, bool export) {
 }
 
 int coil_jobs_command_kind(const char *def) { return add(def, true); }
+
+int coil_jobs_command_kinds_file(const char *path, char *err, size_t cap) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, cap, "%s: %s", path, strerror(errno));
+        return -errno;
+    }
+    char line[DEF_MAX + 2];
+    int rc = 0;
+    for (int no = 1; rc == 0 && fgets(line, sizeof line, f); no++) {
+        size_t n = strcspn(line, "\r\n");
+        if (line[n] == '\0' && !feof(f)) {
+            snprintf(err, cap, "%s line %d: longer than %d bytes", path, no, DEF_MAX);
+            rc = -EINVAL;
+            break;
+        }
+        line[n] = '\0';
+        const char *p = line + strspn(line, " \t");
+        if (!*p || *p == '#') continue;
+        if ((rc = add(p, true)) != 0)
+            snprintf(err, cap, "%s line %d: %s", path, no,
+                     rc == -EINVAL ? "expected NAME[:TYPE]=PROGRAM ARG..." : strerror(-rc));
+    }
+    fclose(f);
+    return rc;
+}
 
 bool coil_jobs_is_command_kind(const char *name) { return name && find(name) != NULL; }
 
