@@ -55,6 +55,7 @@
 #include "app/introspect.h"
 #include "app/kind_notify.h"
 #include "app/kinds.h"
+#include "app/kinds_schema.h"
 
 enum { MAX_DEMO_MS = 60000 };
 
@@ -82,6 +83,11 @@ typedef struct serve_opts {
     bool access_log;
     bool dashboard;               /* GET / (not with --no-dashboard) */
     app_notify notify;            /* --smtp, --webhook-allow, ... */
+    struct {
+        char kind[COIL_JOB_KIND_MAX + 1];
+        app_schema *schema;
+    } schemas[32];                /* --kind-schema */
+    size_t nschemas;
 } serve_opts;
 
 /* The command, for its messages. */
@@ -122,6 +128,8 @@ static void usage(FILE *out) {
             "  --command-kind D    a job kind that is a program: 'NAME[:TYPE]=PROGRAM ARG...'\n"
             "                      (payload on stdin, result on stdout; repeatable)\n"
             "  --kinds-file FILE   command kinds, one definition a line (quotes allowed)\n"
+            "  --kind-schema K=F   check kind K's payloads against the JSON Schema in F\n"
+            "                      before the 202 (a subset: docs/jobs.md)\n"
             "\n"
             "Notifications (POST /jobs/{kind}?notify=mailto:ADDR or ?notify=https://URL):\n"
             "%s",
@@ -377,6 +385,22 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                 return 2;
             }
             i++;
+        } else if (strcmp(a, "--kind-schema") == 0) {
+            const char *eq = strchr(v, '=');
+            char why[512];
+            if (!eq || eq == v || (size_t)(eq - v) > COIL_JOB_KIND_MAX || o->nschemas == 32) {
+                fprintf(stderr, "%s: --kind-schema is NAME=FILE (32 at most)\n", cmd_name(o));
+                return 2;
+            }
+            app_schema *sc = app_schema_load(eq + 1, why, sizeof why);
+            if (!sc) {
+                fprintf(stderr, "%s: --kind-schema %s\n", cmd_name(o), why);
+                return 2;
+            }
+            snprintf(o->schemas[o->nschemas].kind, sizeof o->schemas[0].kind, "%.*s",
+                     (int)(eq - v), v);
+            o->schemas[o->nschemas++].schema = sc;
+            i++;
         } else if (strcmp(a, "--kinds-file") == 0) {
             char why[512];
             if (coil_jobs_command_kinds_file(v, why, sizeof why) != 0) {
@@ -434,6 +458,10 @@ static int make_dirs(const char *path) {
  * --demo-unsafe, and checks their payloads. */
 static int accept_job(void *arg, const char *kind, const void *json, char *msg, size_t cap) {
     const serve_opts *o = arg;
+    for (size_t i = 0; i < o->nschemas; i++)
+        if (strcmp(o->schemas[i].kind, kind) == 0 &&
+            app_schema_check(o->schemas[i].schema, json, msg, cap) != 0)
+            return -EINVAL;
     const app_kind *k = coil_app_kind_find(kind);
     if (!k && coil_jobs_is_command_kind(kind)) return 0; /* the program checks its input */
     if (!k || (k->unsafe && !o->demo_unsafe)) return -ENOENT;
@@ -542,6 +570,11 @@ static int run_http(serve_opts *o, coil_jobs *jobs) {
     return 0;
 }
 
+static void free_opts(serve_opts *o) {
+    for (size_t i = 0; i < o->nschemas; i++) app_schema_free(o->schemas[i].schema);
+    o->nschemas = 0;
+}
+
 /* Where a SQLite store lives: --store sqlite:DIR names it, else --data. */
 static int settle_store(serve_opts *o) {
     if (o->store && strncmp(o->store, "sqlite:", 7) == 0) o->data = o->store + 7;
@@ -597,6 +630,7 @@ int coil_cmd_worker(int argc, char **argv) {
         }
     }
     coil_jobs_stop(jobs);
+    free_opts(&o);
     return rc;
 }
 
@@ -611,5 +645,6 @@ int coil_cmd_serve(int argc, char **argv) {
     if (start_jobs(&o, &jobs) != 0) return 1;
     rc = run_http(&o, jobs);
     coil_jobs_stop(jobs);
+    free_opts(&o);
     return rc;
 }
