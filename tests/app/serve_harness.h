@@ -558,6 +558,19 @@ static inline json_t *serve_json(const serve_reply *r) {
     return j;
 }
 
+/* GET /jobs/{id}, asserted 200: the job's status document (the caller
+ * decrefs). */
+static inline json_t *serve_job_doc(int port, const char *id) {
+    char path[96];
+    snprintf(path, sizeof path, "/jobs/%s", id);
+    serve_reply r;
+    serve_get(port, path, &r);
+    ASSERT_EQ(r.status, 200);
+    json_t *doc = serve_json(&r);
+    serve_reply_free(&r);
+    return doc;
+}
+
 /* Asserts GET `path` answers `status`, with `body` if not NULL. */
 static inline void serve_expect(int port, const char *path, int status, const char *body) {
     serve_reply r;

@@ -15,22 +15,12 @@ static json_t *post(int port, const char *path, const char *body) {
     return doc;
 }
 
-static json_t *doc_of(int port, const char *id) {
-    char path[96];
-    snprintf(path, sizeof path, "/jobs/%s", id);
-    serve_reply r;
-    serve_get(port, path, &r);
-    ASSERT_EQ(r.status, 200);
-    json_t *doc = serve_json(&r);
-    serve_reply_free(&r);
-    return doc;
-}
 
 /* Waits (20 s at most) for `id` to be `want`; returns its document. */
 static json_t *await(int port, const char *id, const char *want) {
     coil_time until = coil_now() + COIL_SEC(20);
     for (;;) {
-        json_t *doc = doc_of(port, id);
+        json_t *doc = serve_job_doc(port, id);
         const char *st = json_string_value(json_object_get(doc, "status"));
         if (strcmp(st, want) == 0) return doc;
         if (coil_now() > until)

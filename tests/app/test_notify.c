@@ -145,16 +145,6 @@ static json_t *post_json(int port, const char *path, const char *body, int want)
     return doc;
 }
 
-static json_t *job_doc(int port, const char *id) {
-    char path[96];
-    snprintf(path, sizeof path, "/jobs/%s", id);
-    serve_reply r;
-    serve_get(port, path, &r);
-    ASSERT_EQ(r.status, 200);
-    json_t *doc = serve_json(&r);
-    serve_reply_free(&r);
-    return doc;
-}
 
 static const char *status_of(const json_t *doc) {
     return json_string_value(json_object_get(doc, "status"));
@@ -164,7 +154,7 @@ static const char *status_of(const json_t *doc) {
 static void await_status(int port, const char *id, const char *want, int secs) {
     coil_time until = coil_now() + COIL_SEC(secs);
     for (;;) {
-        json_t *doc = job_doc(port, id);
+        json_t *doc = serve_job_doc(port, id);
         bool done = strcmp(status_of(doc), want) == 0;
         if (!done && coil_now() >= until) {
             char *text = json_dumps(doc, 0);
@@ -180,7 +170,7 @@ static void await_status(int port, const char *id, const char *want, int secs) {
 static void followup_id(int port, const char *id, size_t i, char *out, size_t cap, int secs) {
     coil_time until = coil_now() + COIL_SEC(secs);
     for (;;) {
-        json_t *doc = job_doc(port, id);
+        json_t *doc = serve_job_doc(port, id);
         json_t *f = json_array_get(json_object_get(doc, "followups"), i);
         const char *got = json_string_value(json_object_get(f, "id"));
         if (got) snprintf(out, cap, "%s", got);
@@ -286,11 +276,11 @@ TEST(a_report_link_arrives_by_email_and_is_a_pdf) {
     char email_id[40];
     followup_id(p.port, id, 0, email_id, sizeof email_id, 10);
     await_status(p.port, email_id, "succeeded", 10);
-    json_t *doc = job_doc(p.port, email_id);
+    json_t *doc = serve_job_doc(p.port, email_id);
     ASSERT_STR_EQ(json_string_value(json_object_get(doc, "kind")), "email.send");
     ASSERT_STR_EQ(json_string_value(json_object_get(doc, "parent")), id);
     json_decref(doc);
-    doc = job_doc(p.port, id);
+    doc = serve_job_doc(p.port, id);
     json_t *f = json_array_get(json_object_get(doc, "followups"), 0);
     ASSERT_STR_EQ(json_string_value(json_object_get(f, "kind")), "email.send");
     ASSERT_STR_EQ(json_string_value(json_object_get(f, "status")), "succeeded");
@@ -327,11 +317,11 @@ TEST(with_the_smtp_server_down_the_email_waits_and_then_arrives) {
     followup_id(port, id, 0, email_id, sizeof email_id, 10);
     /* Refused: it fails, and is retried; the report stays succeeded. */
     await_status(port, email_id, "failed", 20);
-    json_t *doc = job_doc(port, email_id);
+    json_t *doc = serve_job_doc(port, email_id);
     ASSERT_CONTAINS(json_string_value(json_object_get(json_object_get(doc, "error"), "message")),
                     "SMTP");
     json_decref(doc);
-    doc = job_doc(port, id);
+    doc = serve_job_doc(port, id);
     ASSERT_STR_EQ(status_of(doc), "succeeded");
     json_decref(doc);
     smtp_start(&sc.smtp, sc.p.dir, sc.smtp.port);
@@ -339,7 +329,7 @@ TEST(with_the_smtp_server_down_the_email_waits_and_then_arrives) {
     check_mail_and_pdf(mail, port, id, sc.p.dir);
     free(mail);
     await_status(port, email_id, "succeeded", 10);
-    doc = job_doc(port, email_id);
+    doc = serve_job_doc(port, email_id);
     ASSERT_GE(json_integer_value(json_object_get(doc, "attempts")), 2);
     json_decref(doc);
     scenario_end(&sc);
@@ -476,7 +466,7 @@ TEST(webhooks_are_signed_retried_on_5xx_and_not_on_4xx) {
     ASSERT_EQ(atomic_load(&rv.bad), 1);    /* a 400: never again */
     ASSERT_EQ(atomic_load(&rv.bad_signatures), 0);
     ASSERT_EQ(atomic_load(&rv.other), 0);
-    doc = job_doc(p.port, bad_id);
+    doc = serve_job_doc(p.port, bad_id);
     ASSERT_EQ(json_integer_value(json_object_get(doc, "attempts")), 1);
     ASSERT_CONTAINS(json_string_value(json_object_get(json_object_get(doc, "error"), "message")),
                     "answered 400");
