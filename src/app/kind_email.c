@@ -6,7 +6,10 @@
  * from the job's id and the recipient, so that a retry after a lost
  * answer is the same message to the receiver, not a second one. libcurl
  * speaks SMTP: STARTTLS when the server offers it on smtp://, TLS from the
- * start on smtps://, AUTH with --smtp-user and the password file.
+ * start on smtps://, AUTH with --smtp-user and the password file, and
+ * then TLS is required: a password never travels in the clear. The
+ * server's certificate is checked against the system's CAs, or the one of
+ * --smtp-ca-file.
  *
  * Failures to reach or talk to the server are retried (the job's
  * backoff); a login the server refuses is not (COIL_JOB_NO_RETRY).
@@ -236,7 +239,10 @@ static int deliver(const app_notify *n, const letter *l, const text *msg, coil_j
     curl_easy_setopt(c, CURLOPT_READDATA, &u);
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
     curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)msg->len);
-    curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
+    /* STARTTLS when the server offers it; required when there is a password
+     * to send, which never travels in the clear. */
+    curl_easy_setopt(c, CURLOPT_USE_SSL, (long)(n->smtp_user ? CURLUSESSL_ALL : CURLUSESSL_TRY));
+    if (n->smtp_ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, n->smtp_ca_file);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)SMTP_CONNECT_MS);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)SMTP_TIMEOUT_MS);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

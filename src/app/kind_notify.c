@@ -22,7 +22,8 @@ const char app_notify_usage[] =
     "  --smtp URL          send notify=mailto: email through smtp://HOST:PORT or\n"
     "                      smtps://HOST:PORT (STARTTLS when the server offers it)\n"
     "  --smtp-user USER    log in to the SMTP server as USER, with the password\n"
-    "  --smtp-password-file PATH  in the first line of PATH\n"
+    "  --smtp-password-file PATH  in the first line of PATH (then TLS is required)\n"
+    "  --smtp-ca-file PATH trust the CA in PATH for the SMTP server's certificate\n"
     "  --mail-from ADDR    the From: address of notification email\n"
     "  --public-url URL    where links in notifications point (http://host:port)\n"
     "  --webhook-secret S  sign webhook bodies with HMAC-SHA256 under key S\n"
@@ -66,6 +67,8 @@ int app_notify_flag(app_notify *n, const char *flag, const char *value, const ch
         n->smtp_user = value;
     } else if (strcmp(flag, "--smtp-password-file") == 0) {
         n->smtp_password_file = value;
+    } else if (strcmp(flag, "--smtp-ca-file") == 0) {
+        n->smtp_ca_file = value;
     } else if (strcmp(flag, "--mail-from") == 0) {
         if (!app_notify_address_ok(value)) {
             *why = "--mail-from is a plain address: name@example.com";
@@ -104,6 +107,8 @@ int app_notify_check(const app_notify *n, const char **why) {
         *why = "--smtp-user and --smtp-password-file go together";
     else if (n->smtp_password_file && access(n->smtp_password_file, R_OK) != 0)
         *why = "--smtp-password-file cannot be read";
+    else if (n->smtp_ca_file && access(n->smtp_ca_file, R_OK) != 0)
+        *why = "--smtp-ca-file cannot be read";
     return *why ? -EINVAL : 0;
 }
 
@@ -116,6 +121,7 @@ void app_notify_export(const app_notify *n) {
     export_one("COIL_SMTP_URL", n->smtp_url);
     export_one("COIL_SMTP_USER", n->smtp_user);
     export_one("COIL_SMTP_PASSWORD_FILE", n->smtp_password_file);
+    export_one("COIL_SMTP_CA_FILE", n->smtp_ca_file);
     export_one("COIL_MAIL_FROM", n->mail_from);
     export_one("COIL_PUBLIC_URL", n->public_url);
     export_one("COIL_WEBHOOK_SECRET", n->webhook_secret);
@@ -132,6 +138,7 @@ void app_notify_from_env(app_notify *n, char *buf, size_t cap) {
     n->smtp_url = getenv("COIL_SMTP_URL");
     n->smtp_user = getenv("COIL_SMTP_USER");
     n->smtp_password_file = getenv("COIL_SMTP_PASSWORD_FILE");
+    n->smtp_ca_file = getenv("COIL_SMTP_CA_FILE");
     n->mail_from = getenv("COIL_MAIL_FROM");
     n->public_url = getenv("COIL_PUBLIC_URL");
     n->webhook_secret = getenv("COIL_WEBHOOK_SECRET");

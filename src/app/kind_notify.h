@@ -33,6 +33,7 @@ typedef struct app_notify {
     const char *smtp_url;           /* --smtp smtp://host:port or smtps:// */
     const char *smtp_user;          /* --smtp-user */
     const char *smtp_password_file; /* --smtp-password-file */
+    const char *smtp_ca_file;       /* --smtp-ca-file: trust this CA for TLS */
     const char *mail_from;          /* --mail-from */
     const char *public_url;         /* --public-url: where result links point */
     const char *webhook_secret;     /* --webhook-secret: the HMAC key */

@@ -496,3 +496,83 @@ TEST(webhooks_are_signed_retried_on_5xx_and_not_on_4xx) {
     serve_cleanup(&p);
     receiver_stop(&rv);
 }
+
+/* ------------------------------------------------------------------ STARTTLS and AUTH */
+
+/* A relay set up as production ones are: STARTTLS required, then AUTH
+ * (tests/app/fixtures/smtp_auth_tls.py, aiosmtpd), with a certificate made
+ * here for 127.0.0.1 and trusted through --smtp-ca-file. */
+static void tls_smtp_start(smtp_server *s, const char *dir, char *cert, size_t cap) {
+    char key[160], cmd[800], script[PATH_MAX], port[16];
+    snprintf(cert, cap, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -keyout '%s' -out '%s' -days 1"
+             " -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null",
+             key, cert);
+    ASSERT_EQ(system(cmd), 0);
+    snprintf(script, sizeof script, "%s/tests/app/fixtures/smtp_auth_tls.py", COIL_SOURCE_DIR);
+    s->port = serve_free_port();
+    snprintf(port, sizeof port, "%d", s->port);
+    snprintf(s->maildir, sizeof s->maildir, "%s/mail", dir);
+    fflush(NULL);
+    s->pid = fork();
+    ASSERT(s->pid >= 0);
+    if (s->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        execl("/usr/bin/python3", "python3", script, port, s->maildir, cert, key, "alice",
+              "s3cret pass", (char *)NULL);
+        _exit(127);
+    }
+    coil_time until = coil_now() + COIL_SEC(15);
+    while (!port_open(s->port)) {
+        ASSERT(coil_now() < until);
+        usleep(20 * 1000);
+    }
+}
+
+TEST(email_goes_through_starttls_and_auth) {
+    serve_proc p;
+    serve_init(&p);
+    smtp_server smtp;
+    char cert[160], pw[160], url[64];
+    tls_smtp_start(&smtp, p.dir, cert, sizeof cert);
+    snprintf(pw, sizeof pw, "%s/password", p.dir);
+    FILE *f = fopen(pw, "w");
+    ASSERT(f != NULL);
+    fputs("s3cret pass\n", f);
+    fclose(f);
+    snprintf(url, sizeof url, "smtp://127.0.0.1:%d", smtp.port);
+    const char *args[] = {"--job-workers", "1", "--no-access-log", "--smtp", url,
+                          "--smtp-user", "alice", "--smtp-password-file", pw,
+                          "--smtp-ca-file", cert, "--mail-from", "coil@example.com",
+                          "--public-url", PUBLIC_URL, NULL};
+    serve_launch(&p, args);
+    char id[40];
+    post_report(p.port, "mailto:alice@example.com", id);
+    char *mail = await_mail(&smtp, 1, 30);
+    check_mail_and_pdf(mail, p.port, id, p.dir);
+    free(mail);
+    serve_stop(&p);
+    /* A wrong password: the server refuses the login, and that is not
+     * retried (the job is dead after one attempt). */
+    f = fopen(pw, "w");
+    fputs("wrong\n", f);
+    fclose(f);
+    serve_launch(&p, args);
+    post_report(p.port, "mailto:alice@example.com", id);
+    char email_id[40];
+    followup_id(p.port, id, 0, email_id, sizeof email_id, 30);
+    await_status(p.port, email_id, "dead", 30);
+    json_t *doc = serve_job_doc(p.port, email_id);
+    ASSERT_EQ(json_integer_value(json_object_get(doc, "attempts")), 1);
+    ASSERT_CONTAINS(json_string_value(json_object_get(json_object_get(doc, "error"), "message")),
+                    "refused the login");
+    json_decref(doc);
+    ASSERT_EQ(mail_count(&smtp), 1);
+    serve_stop(&p);
+    smtp_stop(&smtp);
+    serve_cleanup(&p);
+}
