@@ -502,7 +502,8 @@ TEST(webhooks_are_signed_retried_on_5xx_and_not_on_4xx) {
 /* A relay set up as production ones are: STARTTLS required, then AUTH
  * (tests/app/fixtures/smtp_auth_tls.py, aiosmtpd), with a certificate made
  * here for 127.0.0.1 and trusted through --smtp-ca-file. */
-static void tls_smtp_start(smtp_server *s, const char *dir, char *cert, size_t cap) {
+static void tls_smtp_start(smtp_server *s, const char *dir, const char *mode, char *cert,
+                           size_t cap) {
     char key[160], cmd[800], script[PATH_MAX], port[16];
     snprintf(cert, cap, "%s/cert.pem", dir);
     snprintf(key, sizeof key, "%s/key.pem", dir);
@@ -523,7 +524,7 @@ static void tls_smtp_start(smtp_server *s, const char *dir, char *cert, size_t c
         int null = open("/dev/null", O_WRONLY);
         dup2(null, 1);
         execl("/usr/bin/python3", "python3", script, port, s->maildir, cert, key, "alice",
-              "s3cret pass", (char *)NULL);
+              "s3cret pass", mode, (char *)NULL);
         _exit(127);
     }
     coil_time until = coil_now() + COIL_SEC(15);
@@ -538,7 +539,7 @@ TEST(email_goes_through_starttls_and_auth) {
     serve_init(&p);
     smtp_server smtp;
     char cert[160], pw[160], url[64];
-    tls_smtp_start(&smtp, p.dir, cert, sizeof cert);
+    tls_smtp_start(&smtp, p.dir, "starttls", cert, sizeof cert);
     snprintf(pw, sizeof pw, "%s/password", p.dir);
     FILE *f = fopen(pw, "w");
     ASSERT(f != NULL);
@@ -572,6 +573,34 @@ TEST(email_goes_through_starttls_and_auth) {
                     "refused the login");
     json_decref(doc);
     ASSERT_EQ(mail_count(&smtp), 1);
+    serve_stop(&p);
+    smtp_stop(&smtp);
+    serve_cleanup(&p);
+}
+
+/* smtps://: TLS from the first byte, then AUTH. */
+TEST(email_goes_through_smtps) {
+    serve_proc p;
+    serve_init(&p);
+    smtp_server smtp;
+    char cert[160], pw[160], url[64];
+    tls_smtp_start(&smtp, p.dir, "tls", cert, sizeof cert);
+    snprintf(pw, sizeof pw, "%s/password", p.dir);
+    FILE *f = fopen(pw, "w");
+    ASSERT(f != NULL);
+    fputs("s3cret pass\n", f);
+    fclose(f);
+    snprintf(url, sizeof url, "smtps://127.0.0.1:%d", smtp.port);
+    const char *args[] = {"--job-workers", "1", "--no-access-log", "--smtp", url,
+                          "--smtp-user", "alice", "--smtp-password-file", pw,
+                          "--smtp-ca-file", cert, "--mail-from", "coil@example.com",
+                          "--public-url", PUBLIC_URL, NULL};
+    serve_launch(&p, args);
+    char id[40];
+    post_report(p.port, "mailto:alice@example.com", id);
+    char *mail = await_mail(&smtp, 1, 30);
+    check_mail_and_pdf(mail, p.port, id, p.dir);
+    free(mail);
     serve_stop(&p);
     smtp_stop(&smtp);
     serve_cleanup(&p);
