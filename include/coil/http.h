@@ -271,6 +271,19 @@ COIL_EXTERN void coil_http_client_response_free(coil_http_client_response *r);
 #ifndef COIL_BUILDING
 #define coil_http_fetch(rq, out) COIL__AT(coil_http_fetch(rq, out))
 #define coil_http_get(url, out) COIL__AT(coil_http_get(url, out))
+#define coil_http_next(req, res) COIL__AT(coil_http_next(req, res))
+#define coil_http_metrics(req, res, arg) COIL__AT(coil_http_metrics(req, res, arg))
+#define coil_http_respond(res, st, ct, b, n) COIL__AT(coil_http_respond(res, st, ct, b, n))
+#define coil_http_respond_text(res, st, t) COIL__AT(coil_http_respond_text(res, st, t))
+#define coil_http_respond_json(res, st, j) COIL__AT(coil_http_respond_json(res, st, j))
+#define coil_http_respond_error(res, st, m) COIL__AT(coil_http_respond_error(res, st, m))
+#define coil_http_begin_chunked(res, st, ct) COIL__AT(coil_http_begin_chunked(res, st, ct))
+#define coil_http_write_chunk(res, d, n) COIL__AT(coil_http_write_chunk(res, d, n))
+#define coil_http_end_chunked(res) COIL__AT(coil_http_end_chunked(res))
+#define coil_http_sse_begin(res) COIL__AT(coil_http_sse_begin(res))
+#define coil_http_sse_send(res, e, d) COIL__AT(coil_http_sse_send(res, e, d))
+#define coil_http_send_file(res, p) COIL__AT(coil_http_send_file(res, p))
+#define coil_http_send_file_as(res, p, ct) COIL__AT(coil_http_send_file_as(res, p, ct))
 #endif
 
 #ifdef __cplusplus

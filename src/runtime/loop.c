@@ -205,6 +205,11 @@ static void after_run(coil_loop *loop, coil_task *t) {
 static inline void resume(coil_loop *loop, coil_task *t) {
     loop->current = t;
     t->state = COIL__RUNNING;
+    /* The call site a park records is the running task's own: whatever an
+     * earlier task of this thread left there is not. A suspending call
+     * without a site wrapper then shows "?", never another task's line. */
+    coil__site.file = NULL;
+    coil__site.line = 0;
     atomic_store_explicit(&loop->running, t, memory_order_relaxed);
     atomic_store_explicit(&loop->beat,
                           atomic_load_explicit(&loop->beat, memory_order_relaxed) + 1,
