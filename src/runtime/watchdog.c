@@ -113,8 +113,14 @@ static struct {
     size_t report_len;
     char last_open[REPORT_MAX]; /* the latest stall's opening report */
     size_t last_open_len;
+    /* A capture (up to CAPTURE_WAIT_MS + CAPTURE_FINISH_MS) and its report
+     * run without the lock, so that loops register and metrics are read
+     * meanwhile; no loop is forgotten until it ends (forget waits). */
+    coil__diag *capturing;     /* the loop whose report is being made */
+    pthread_cond_t captured;   /* signalled when capturing goes back to NULL */
 } wd = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
+    .captured = PTHREAD_COND_INITIALIZER,
     .loops = {&wd.loops, &wd.loops},
 };
 
@@ -381,9 +387,15 @@ static const char *task_label(const coil__stall *s, char *buf, size_t len) {
     return buf;
 }
 
+/* Watchdog lock held on entry and on return; released in between, while
+ * `d` is pinned (forget waits for it). */
 static void report_open(coil__diag *d, coil_time now, coil_time thr) {
     coil__stall *s = &d->stall;
     const char *why = NULL;
+    uint64_t suppressed = wd.suppressed;
+    wd.suppressed = 0;
+    wd.capturing = d;
+    pthread_mutex_unlock(&wd.lock);
     const capture_data *c = capture(d, &why);
     if (c && c->same_slice && c->have_task) {
         s->identified = true;
@@ -414,11 +426,12 @@ static void report_open(coil__diag *d, coil_time now, coil_time thr) {
         report_cpu(d, now, "stall:");
     }
     if (c) capture_release();
-    if (wd.suppressed) {
+    if (suppressed)
         report_line("stall:   (%llu earlier stall reports were held back by the rate limit)",
-                    (unsigned long long)wd.suppressed);
-        wd.suppressed = 0;
-    }
+                    (unsigned long long)suppressed);
+    pthread_mutex_lock(&wd.lock);
+    wd.capturing = NULL;
+    pthread_cond_broadcast(&wd.captured);
     memcpy(wd.last_open, wd.report, wd.report_len);
     wd.last_open_len = wd.report_len;
     report_flush();
@@ -733,6 +746,9 @@ static void release_thread(coil__diag *d) {
 /* Takes `d` off the watchdog's list, closing its open stall first. */
 static void forget(coil__diag *d) {
     pthread_mutex_lock(&wd.lock);
+    /* Not while a report is made without the lock: it may be this loop's,
+     * and stall_close below writes the same report buffer. */
+    while (wd.capturing) pthread_cond_wait(&wd.captured, &wd.lock);
     if (d->stall.open) stall_close(d, coil_now());
     coil__list_remove(&d->link);
     pthread_mutex_unlock(&wd.lock);
