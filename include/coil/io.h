@@ -157,6 +157,12 @@ COIL_EXTERN int coil_stream_flush(coil_stream *s);
  * shutdown then still happens once the queue drains). Suspends. */
 COIL_EXTERN int coil_stream_shutdown(coil_stream *s);
 
+/* The stream's socket, into *fd, for calls libuv has no wrapper for
+ * (sendfile, socket options). It stays the stream's: do not close it, and
+ * do not read or write it while the stream has I/O queued. Returns 0 or
+ * -EBADF (closed). Does not suspend. */
+COIL_EXTERN int coil_stream_fileno(coil_stream *s, int *fd);
+
 /* Bytes queued and not yet handed to the kernel. Does not suspend. */
 COIL_EXTERN size_t coil_stream_write_queue_size(const coil_stream *s);
 

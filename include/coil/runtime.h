@@ -110,6 +110,7 @@ typedef struct coil_spawn_opts {
     const char *name;  /* copied (first 47 bytes); NULL: the function's site */
     size_t stack_size; /* usable bytes; 0: the loop default (64 KiB, 256 KiB
                           under sanitizers; COIL_STACK_SIZE overrides) */
+    bool run_next;     /* first in line: ahead of the tasks already ready */
 } coil_spawn_opts;
 
 /* Spawns a task on the current loop. It first runs when the caller next
@@ -122,8 +123,8 @@ typedef struct coil_spawn_opts {
 COIL_EXTERN coil_task *coil_spawn_at(const coil_spawn_opts *opts, coil_fn fn, void *arg,
                                      const char *file, int line);
 #define coil_spawn(fn, arg) coil_spawn_at(NULL, (fn), (arg), __FILE__, __LINE__)
-#define coil_spawn_named(name, fn, arg)                                      \
-    coil_spawn_at(&(coil_spawn_opts){(name), 0}, (fn), (arg), __FILE__, __LINE__)
+#define coil_spawn_named(label, fn, arg)                                     \
+    coil_spawn_at(&(coil_spawn_opts){.name = (label)}, (fn), (arg), __FILE__, __LINE__)
 
 /* Waits for `t` to finish and stores its result in `out` (may be NULL).
  * Consumes the handle in every case. Returns 0 when the task finished. If the
@@ -244,8 +245,8 @@ COIL_EXTERN coil_task *coil_group_spawn_at(coil_group *g, const coil_spawn_opts 
                                            coil_fn fn, void *arg, const char *file, int line);
 #define coil_group_spawn(g, fn, arg) \
     coil_group_spawn_at((g), NULL, (fn), (arg), __FILE__, __LINE__)
-#define coil_group_spawn_named(g, name, fn, arg) \
-    coil_group_spawn_at((g), &(coil_spawn_opts){(name), 0}, (fn), (arg), __FILE__, __LINE__)
+#define coil_group_spawn_named(g, label, fn, arg) \
+    coil_group_spawn_at((g), &(coil_spawn_opts){.name = (label)}, (fn), (arg), __FILE__, __LINE__)
 /* Cancels every child. Does not suspend. */
 COIL_EXTERN void coil_group_cancel(coil_group *g);
 /* Waits for every child. If the waiting task is cancelled or its deadline

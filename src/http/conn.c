@@ -310,35 +310,21 @@ static void watch(coil__http_conn *c) {
     coil_scope_exit(&c->watch);
 }
 
-/* Moves `t`, just spawned (so the last of the loop's ready queue, right
- * after `prev`, the last before the spawn), to the front of the queue. The
- * queue is a FIFO singly linked through next_ready (runtime/internal.h). */
-static void run_first(coil_loop *loop, coil_task *prev, coil_task *t) {
-    if (loop->ready_head == t) return; /* alone */
-    COIL_ASSERT(prev && prev->next_ready == t && loop->ready_tail == t);
-    prev->next_ready = NULL;
-    loop->ready_tail = prev;
-    t->next_ready = loop->ready_head;
-    loop->ready_head = t;
-}
-
 /* Runs the handler for c->req. Suspends. */
 static void handle(coil__http_conn *c) {
     c->state = CONN_HANDLING;
     c->handler_done = false;
-    coil_loop *loop = coil__tls_loop;
-    coil_task *prev = loop->ready_tail;
-    c->handler = coil_spawn_named("http-handler", handler_main, c);
-    if (!c->handler) {
-        coil_http_respond_error(&c->res, 503, "out of memory");
-        return;
-    }
     /* The handler runs next, ahead of the other connections that are
      * ready: this request's response goes out before the next request is
      * parsed, as in a server that answers each event in turn, rather than
      * after a whole batch of parses (which costs latency, not throughput).
      * Most handlers finish without suspending, so no watch is needed. */
-    run_first(loop, prev, c->handler);
+    static const coil_spawn_opts first = {.name = "http-handler", .run_next = true};
+    c->handler = coil_spawn_at(&first, handler_main, c, __FILE__, __LINE__);
+    if (!c->handler) {
+        coil_http_respond_error(&c->res, 503, "out of memory");
+        return;
+    }
     coil_yield();
     if (!c->handler_done) watch(c);
     coil_join(c->handler, NULL); /* if we are cancelled, so is the handler */

@@ -23,7 +23,7 @@
  * short and the connection closes (its Content-Length was promised).
  */
 #include "http/core.h"
-#include "io/internal.h"
+#include "runtime/internal.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -177,8 +177,8 @@ static int send_body(coil_http_response *res, int fd, off_t size) {
     coil_stream *s = res->conn->s;
     int err = coil_stream_flush(s);
     if (err) return err;
-    uv_os_fd_t sock;
-    if ((err = uv_fileno(&s->h.handle, &sock))) return err;
+    int sock;
+    if ((err = coil_stream_fileno(s, &sock))) return err;
     socket_poll *sp = NULL;
     send_call sc = {.out = sock, .in = fd, .off = 0};
     while (sc.off < size) {

@@ -202,6 +202,14 @@ static int stream_close(coil_stream *s, bool reset) {
     return err;
 }
 
+int coil_stream_fileno(coil_stream *s, int *fd) {
+    uv_os_fd_t sock;
+    int err = s ? uv_fileno(&s->h.handle, &sock) : UV_EBADF;
+    if (err) return err;
+    *fd = sock;
+    return 0;
+}
+
 int coil_stream_close(coil_stream *s) { return stream_close(s, false); }
 
 int coil_stream_close_reset(coil_stream *s) { return stream_close(s, true); }

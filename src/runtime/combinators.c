@@ -45,7 +45,7 @@ static int spawn_all(combo *c, slot *slots, size_t n) {
         slots[i].i = i;
     }
     for (size_t i = 0; i < n; i++) {
-        coil_spawn_opts opts = {c->calls[i].name, 0};
+        coil_spawn_opts opts = {.name = c->calls[i].name};
         if (!coil_group_spawn_at(c->group, &opts, run_call, &slots[i], __FILE__, __LINE__)) {
             coil_group_cancel(c->group);
             return -ENOMEM;

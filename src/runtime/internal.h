@@ -301,6 +301,8 @@ void coil__loop_close(coil_loop *loop);
  * each one, and whether it had failed. */
 void coil__loop_reap_unjoined(coil_loop *loop);
 void coil__ready_push(coil_loop *loop, coil_task *t);
+/* The same at the front: it runs next (coil_spawn_opts.run_next). */
+void coil__ready_push_front(coil_loop *loop, coil_task *t);
 /* coil_call_soon_threadsafe() without allocating: `node` (fn and arg set by
  * the caller) stays the caller's and must stay valid until node->fn has
  * started; the loop never frees it. Any thread. Returns 0 or -ESRCH. */

@@ -65,6 +65,12 @@ void coil__ready_push(coil_loop *loop, coil_task *t) {
     loop->ready_tail = t;
 }
 
+void coil__ready_push_front(coil_loop *loop, coil_task *t) {
+    t->next_ready = loop->ready_head;
+    loop->ready_head = t;
+    if (!loop->ready_tail) loop->ready_tail = t;
+}
+
 static coil_task *ready_pop(coil_loop *loop) {
     coil_task *t = loop->ready_head;
     if (t) {
@@ -392,7 +398,7 @@ int coil_run(coil_fn fn, void *arg, coil_result *out) {
         return err;
     }
     coil__tls_loop = loop;
-    loop->main = coil__spawn(loop, &(coil_spawn_opts){"main", 0}, fn, arg, NULL, "coil_run", 0);
+    loop->main = coil__spawn(loop, &(coil_spawn_opts){.name = "main"}, fn, arg, NULL, "coil_run", 0);
     if (!loop->main) {
         err = -ENOMEM;
         goto close;

@@ -119,7 +119,7 @@ static void remote_start(void *arg) {
         remote_complete(r, coil_fail(-ESRCH), -ESRCH);
         return;
     }
-    coil_task *t = coil__spawn(loop, &(coil_spawn_opts){"remote", 0}, remote_entry, r, NULL,
+    coil_task *t = coil__spawn(loop, &(coil_spawn_opts){.name = "remote"}, remote_entry, r, NULL,
                                "coil_submit", 0);
     if (!t) {
         remote_complete(r, coil_fail(-ENOMEM), -ENOMEM);

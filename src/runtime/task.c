@@ -148,7 +148,8 @@ coil_task *coil__spawn(coil_loop *loop, const coil_spawn_opts *opts, coil_fn fn,
     coil__list_push_back(&loop->tasks, &t->all_link);
     loop->ntasks++;
     t->state = COIL__READY;
-    coil__ready_push(loop, t);
+    if (opts && opts->run_next) coil__ready_push_front(loop, t);
+    else coil__ready_push(loop, t);
     return t;
 }
 

@@ -148,7 +148,7 @@ static coil_result use_big_stack(void *arg) {
 
 static coil_result custom_size_main(void *arg) {
     (void)arg;
-    coil_spawn_opts opts = {"big", 2 * 1024 * 1024};
+    coil_spawn_opts opts = {.name = "big", .stack_size = 2 * 1024 * 1024};
     coil_task *t = coil_spawn_at(&opts, use_big_stack, NULL, __FILE__, __LINE__);
     ASSERT(t != NULL);
     ASSERT_GE(t->stack.top - t->stack.limit, 2 * 1024 * 1024);

@@ -243,3 +243,30 @@ TEST(strerror_names_codes) {
     ASSERT_STR_EQ(coil_strerror(-ETIMEDOUT), "deadline expired");
     ASSERT_STR_EQ(coil_strerror(0), "success");
 }
+
+/* run_next: first in line, ahead of the tasks that were ready before it. */
+static int ran[3], nran;
+
+static coil_result note(void *arg) {
+    ran[nran++] = (int)(intptr_t)arg;
+    return coil_ok(NULL);
+}
+
+static coil_result run_next_main(void *arg) {
+    (void)arg;
+    nran = 0;
+    coil_task *a = coil_spawn(note, (void *)1);
+    coil_task *b = coil_spawn(note, (void *)2);
+    coil_task *c = coil_spawn_at(&(coil_spawn_opts){.run_next = true}, note, (void *)3, __FILE__,
+                                 __LINE__);
+    ASSERT_EQ(coil_join(a, NULL), 0);
+    ASSERT_EQ(coil_join(b, NULL), 0);
+    ASSERT_EQ(coil_join(c, NULL), 0);
+    ASSERT_EQ(nran, 3);
+    ASSERT_EQ(ran[0], 3);
+    ASSERT_EQ(ran[1], 1);
+    ASSERT_EQ(ran[2], 2);
+    return coil_ok(NULL);
+}
+
+TEST(run_next_goes_first) { RUN_MAIN(run_next_main, NULL); }

@@ -113,7 +113,7 @@ static int spawn_slots(coil_pool *p) {
         pool_slot *s = &p->slots[i];
         char name[48];
         snprintf(name, sizeof name, "pool-worker-%u", s->index);
-        s->task = coil_spawn_at(&(coil_spawn_opts){name, 0}, coil__slot_main, s, __FILE__,
+        s->task = coil_spawn_at(&(coil_spawn_opts){.name = name}, coil__slot_main, s, __FILE__,
                                 __LINE__);
         if (!s->task) return -ENOMEM;
     }
