@@ -28,9 +28,11 @@ run:
 	@$(MAKE) --no-print-directory build
 	$(RELEASE)/coil serve --listen $(LISTEN) --data $(DATA)
 
+# The release build too: -O2 finds warnings the Debug builds do not, and
+# `make run` must keep building.
 test:
 	@scripts/deps test
-	@$(MAKE) --no-print-directory test-asan test-tsan
+	@$(MAKE) --no-print-directory build test-asan test-tsan
 
 test-asan:
 	$(CMAKE) -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DCOIL_SANITIZE="address;undefined"

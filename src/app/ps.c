@@ -53,9 +53,9 @@ static int data_of_pid(const char *pid, char *out, size_t cap) {
             data = next + 7;
         at += strlen(arg) + 1;
     }
-    if (data[0] == '/') snprintf(out, cap, "%s", data);
-    else snprintf(out, cap, "%s/%s", cwd, data);
-    return 0;
+    int len = data[0] == '/' ? snprintf(out, cap, "%s", data)
+                             : snprintf(out, cap, "%s/%s", cwd, data);
+    return len < 0 || (size_t)len >= cap ? -ENAMETOOLONG : 0;
 }
 
 /* The server's answer to "tasks" (malloc'd), or NULL with a message. */
