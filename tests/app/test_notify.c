@@ -534,74 +534,71 @@ static void tls_smtp_start(smtp_server *s, const char *dir, const char *mode, ch
     }
 }
 
-TEST(email_goes_through_starttls_and_auth) {
+/* A coil serve that sends through the TLS relay (`mode`, on `scheme`://)
+ * with AUTH, and a report whose email arrived and checked out. */
+typedef struct tls_scenario {
     serve_proc p;
-    serve_init(&p);
     smtp_server smtp;
     char cert[160], pw[160], url[64];
-    tls_smtp_start(&smtp, p.dir, "starttls", cert, sizeof cert);
-    snprintf(pw, sizeof pw, "%s/password", p.dir);
-    FILE *f = fopen(pw, "w");
-    ASSERT(f != NULL);
-    fputs("s3cret pass\n", f);
-    fclose(f);
-    snprintf(url, sizeof url, "smtp://127.0.0.1:%d", smtp.port);
-    const char *args[] = {"--job-workers", "1", "--no-access-log", "--smtp", url,
-                          "--smtp-user", "alice", "--smtp-password-file", pw,
-                          "--smtp-ca-file", cert, "--mail-from", "coil@example.com",
-                          "--public-url", PUBLIC_URL, NULL};
-    serve_launch(&p, args);
+    const char *args[16];
     char id[40];
-    post_report(p.port, "mailto:alice@example.com", id);
-    char *mail = await_mail(&smtp, 1, 30);
-    check_mail_and_pdf(mail, p.port, id, p.dir);
+} tls_scenario;
+
+static void write_password(const char *path, const char *password) {
+    FILE *f = fopen(path, "w");
+    ASSERT(f != NULL);
+    fprintf(f, "%s\n", password);
+    ASSERT_EQ(fclose(f), 0);
+}
+
+static void tls_scenario_run(tls_scenario *t, const char *mode, const char *scheme) {
+    serve_init(&t->p);
+    tls_smtp_start(&t->smtp, t->p.dir, mode, t->cert, sizeof t->cert);
+    snprintf(t->pw, sizeof t->pw, "%s/password", t->p.dir);
+    write_password(t->pw, "s3cret pass");
+    snprintf(t->url, sizeof t->url, "%s://127.0.0.1:%d", scheme, t->smtp.port);
+    const char *args[] = {"--job-workers", "1", "--no-access-log", "--smtp", t->url,
+                          "--smtp-user", "alice", "--smtp-password-file", t->pw,
+                          "--smtp-ca-file", t->cert, "--mail-from", "coil@example.com",
+                          "--public-url", PUBLIC_URL, NULL};
+    memcpy(t->args, args, sizeof args);
+    serve_launch(&t->p, t->args);
+    post_report(t->p.port, "mailto:alice@example.com", t->id);
+    char *mail = await_mail(&t->smtp, 1, 30);
+    check_mail_and_pdf(mail, t->p.port, t->id, t->p.dir);
     free(mail);
-    serve_stop(&p);
+    serve_stop(&t->p);
+}
+
+static void tls_scenario_end(tls_scenario *t) {
+    smtp_stop(&t->smtp);
+    serve_cleanup(&t->p);
+}
+
+TEST(email_goes_through_starttls_and_auth) {
+    static tls_scenario t;
+    tls_scenario_run(&t, "starttls", "smtp");
     /* A wrong password: the server refuses the login, and that is not
      * retried (the job is dead after one attempt). */
-    f = fopen(pw, "w");
-    fputs("wrong\n", f);
-    fclose(f);
-    serve_launch(&p, args);
-    post_report(p.port, "mailto:alice@example.com", id);
+    write_password(t.pw, "wrong");
+    serve_launch(&t.p, t.args);
+    post_report(t.p.port, "mailto:alice@example.com", t.id);
     char email_id[40];
-    followup_id(p.port, id, 0, email_id, sizeof email_id, 30);
-    await_status(p.port, email_id, "dead", 30);
-    json_t *doc = serve_job_doc(p.port, email_id);
+    followup_id(t.p.port, t.id, 0, email_id, sizeof email_id, 30);
+    await_status(t.p.port, email_id, "dead", 30);
+    json_t *doc = serve_job_doc(t.p.port, email_id);
     ASSERT_EQ(json_integer_value(json_object_get(doc, "attempts")), 1);
     ASSERT_CONTAINS(json_string_value(json_object_get(json_object_get(doc, "error"), "message")),
                     "refused the login");
     json_decref(doc);
-    ASSERT_EQ(mail_count(&smtp), 1);
-    serve_stop(&p);
-    smtp_stop(&smtp);
-    serve_cleanup(&p);
+    ASSERT_EQ(mail_count(&t.smtp), 1);
+    serve_stop(&t.p);
+    tls_scenario_end(&t);
 }
 
 /* smtps://: TLS from the first byte, then AUTH. */
 TEST(email_goes_through_smtps) {
-    serve_proc p;
-    serve_init(&p);
-    smtp_server smtp;
-    char cert[160], pw[160], url[64];
-    tls_smtp_start(&smtp, p.dir, "tls", cert, sizeof cert);
-    snprintf(pw, sizeof pw, "%s/password", p.dir);
-    FILE *f = fopen(pw, "w");
-    ASSERT(f != NULL);
-    fputs("s3cret pass\n", f);
-    fclose(f);
-    snprintf(url, sizeof url, "smtps://127.0.0.1:%d", smtp.port);
-    const char *args[] = {"--job-workers", "1", "--no-access-log", "--smtp", url,
-                          "--smtp-user", "alice", "--smtp-password-file", pw,
-                          "--smtp-ca-file", cert, "--mail-from", "coil@example.com",
-                          "--public-url", PUBLIC_URL, NULL};
-    serve_launch(&p, args);
-    char id[40];
-    post_report(p.port, "mailto:alice@example.com", id);
-    char *mail = await_mail(&smtp, 1, 30);
-    check_mail_and_pdf(mail, p.port, id, p.dir);
-    free(mail);
-    serve_stop(&p);
-    smtp_stop(&smtp);
-    serve_cleanup(&p);
+    static tls_scenario t;
+    tls_scenario_run(&t, "tls", "smtps");
+    tls_scenario_end(&t);
 }
