@@ -26,31 +26,15 @@
 #include <time.h>
 
 #include "app/kind_notify.h"
+#include "runtime/json_text.h"
 
 enum { SMTP_CONNECT_MS = 10000, SMTP_TIMEOUT_MS = 60000, PASSWORD_MAX = 512 };
 
-typedef struct text {
-    char *s;
-    size_t len, cap;
-    bool failed;
-} text;
+/* The message as it is built: the runtime's growable text buffer, whose
+ * `failed` says an allocation failed somewhere along the way. */
+typedef coil__json_text text;
 
-static void put(text *t, const char *p, size_t n) {
-    if (t->failed) return;
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 4096;
-        while (cap < t->len + n + 1) cap *= 2;
-        char *s = realloc(t->s, cap);
-        if (!s) {
-            t->failed = true;
-            return;
-        }
-        t->s = s, t->cap = cap;
-    }
-    memcpy(t->s + t->len, p, n);
-    t->len += n;
-    t->s[t->len] = '\0';
-}
+static void put(text *t, const char *p, size_t n) { coil__json_raw(t, p, n); }
 
 static void puts_(text *t, const char *s) { put(t, s, strlen(s)); }
 

@@ -25,6 +25,7 @@
  *     it records a C handler's crash.
  */
 #include "jobs/pool/worker.h"
+#include "runtime/json_text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,7 +37,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -190,15 +190,8 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
     return 0;
 }
 
-static coil_time now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (coil_time)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 typedef struct io {
-    char *out;                   /* stdout so far */
-    size_t out_len, out_cap;
+    coil__json_text out;         /* stdout so far (bytes as they are) */
     bool too_big;
     char err[STDERR_TAIL];       /* a ring of stderr's last bytes */
     size_t err_len, err_at;
@@ -216,22 +209,12 @@ static void keep_stderr(io *x, const char *p, size_t n) {
 
 static void keep_stdout(io *x, const char *p, size_t n) {
     if (x->too_big) return;
-    if (x->out_len + n > COMMAND_RESULT_MAX) {
+    if (x->out.len + n > COMMAND_RESULT_MAX) {
         x->too_big = true;
         return;
     }
-    if (x->out_len + n > x->out_cap) {
-        size_t cap = x->out_cap ? x->out_cap * 2 : 65536;
-        while (cap < x->out_len + n) cap *= 2;
-        char *more = realloc(x->out, cap);
-        if (!more) {
-            x->too_big = true;
-            return;
-        }
-        x->out = more, x->out_cap = cap;
-    }
-    memcpy(x->out + x->out_len, p, n);
-    x->out_len += n;
+    coil__json_raw(&x->out, p, n);
+    x->too_big = x->out.failed;
 }
 
 /* "progress PERCENT MESSAGE" lines; anything else is ignored. */
@@ -352,19 +335,17 @@ static int run_command(const void *payload, size_t len, coil_job_ctx *ctx) {
         if (!cancelled && (x->too_big || coil_job_cancelled(ctx))) {
             cancelled = true;
             kill(-pid, SIGTERM);
-            term_at = now_ns();
+            term_at = coil_now();
         }
-        if (cancelled && term_at && now_ns() - term_at > COMMAND_GRACE) {
+        if (cancelled && term_at && coil_now() - term_at > COMMAND_GRACE) {
             kill(-pid, SIGKILL);
             term_at = 0;
         }
     }
     if (fd_in >= 0) close(fd_in);
-    for (int i = 0; i < 1; i++) { /* close what is still open */
-        if (fd_out >= 0) close(fd_out);
-        if (fd_err >= 0) close(fd_err);
-        if (fd_prog >= 0) close(fd_prog);
-    }
+    if (fd_out >= 0) close(fd_out); /* still open only if the loop never ran (no memory) */
+    if (fd_err >= 0) close(fd_err);
+    if (fd_prog >= 0) close(fd_prog);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -386,7 +367,7 @@ static int run_command(const void *payload, size_t len, coil_job_ctx *ctx) {
     } else if (cancelled) {
         result = -ECANCELED;
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        result = coil_job_set_result(ctx, x->out, x->out_len, k->content_type);
+        result = coil_job_set_result(ctx, x->out.s, x->out.len, k->content_type);
     } else if (WIFEXITED(status)) {
         snprintf(msg, sizeof msg, "%s exited with status %d%s%.*s", k->argv[0],
                  WEXITSTATUS(status), tail[0] ? ": " : "",
@@ -396,7 +377,7 @@ static int run_command(const void *payload, size_t len, coil_job_ctx *ctx) {
     } else {
         /* Killed by a signal: a crash, recorded as the C kinds' are. */
         int sig = WTERMSIG(status);
-        free(x->out);
+        free(x->out.s);
         free(x);
         fprintf(stderr, "coil worker: %s died of signal %d%s%s\n", k->argv[0], sig,
                 tail[0] ? ": " : "", tail);
@@ -404,7 +385,7 @@ static int run_command(const void *payload, size_t len, coil_job_ctx *ctx) {
         raise(sig);
         _exit(128 + sig);
     }
-    free(x->out);
+    free(x->out.s);
     free(x);
     return result;
 }
