@@ -455,6 +455,25 @@ static inline int serve_connect(int port) {
     return fd;
 }
 
+/* Waits (`secs` at most) until something accepts connections on `port`:
+ * a process the test started, `pid` (0: none to watch), which must not
+ * exit meanwhile; `what` names it in the failure. */
+static inline void serve_await_port(int port, pid_t pid, int secs, const char *what) {
+    coil_time until = coil_now() + COIL_SEC(secs);
+    int fd;
+    while ((fd = serve_connect(port)) < 0) {
+        int status;
+        if (pid > 0 && waitpid(pid, &status, WNOHANG) == pid)
+            coil_test_fail(__FILE__, __LINE__, "%s exited (status %d) before it listened", what,
+                           status);
+        if (coil_now() >= until)
+            coil_test_fail(__FILE__, __LINE__, "%s did not listen on %d within %d s", what, port,
+                           secs);
+        usleep(20 * 1000);
+    }
+    close(fd);
+}
+
 /* Sends METHOD path with `headers` ("Name: value\r\n" lines, or NULL) and
  * `body` (NULL for none) and reads the answer until it is complete, the
  * server closes, or `timeout_ms` passed. Returns 0 with r->complete set,

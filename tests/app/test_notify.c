@@ -28,13 +28,6 @@ typedef struct smtp_server {
     char maildir[128];
 } smtp_server;
 
-static bool port_open(int port) {
-    int fd = serve_connect(port);
-    if (fd < 0) return false;
-    close(fd);
-    return true;
-}
-
 /* python3 -m aiosmtpd on 127.0.0.1:port, delivering into a Maildir. */
 static void smtp_start(smtp_server *s, const char *dir, int port) {
     s->port = port;
@@ -52,15 +45,7 @@ static void smtp_start(smtp_server *s, const char *dir, int port) {
               "aiosmtpd.handlers.Mailbox", s->maildir, (char *)NULL);
         _exit(127);
     }
-    coil_time until = coil_now() + COIL_SEC(15);
-    while (!port_open(port)) {
-        int status;
-        if (waitpid(s->pid, &status, WNOHANG) == s->pid)
-            coil_test_fail(__FILE__, __LINE__, "aiosmtpd exited (%d): is python3-aiosmtpd "
-                                               "installed (scripts/deps test)?", status);
-        ASSERT(coil_now() < until);
-        usleep(20 * 1000);
-    }
+    serve_await_port(port, s->pid, 15, "aiosmtpd (is python3-aiosmtpd installed? scripts/deps test)");
 }
 
 static void smtp_stop(smtp_server *s) {
@@ -527,11 +512,7 @@ static void tls_smtp_start(smtp_server *s, const char *dir, const char *mode, ch
               "s3cret pass", mode, (char *)NULL);
         _exit(127);
     }
-    coil_time until = coil_now() + COIL_SEC(15);
-    while (!port_open(s->port)) {
-        ASSERT(coil_now() < until);
-        usleep(20 * 1000);
-    }
+    serve_await_port(s->port, s->pid, 15, "the TLS relay (tests/app/fixtures/smtp_auth_tls.py)");
 }
 
 /* A coil serve that sends through the TLS relay (`mode`, on `scheme`://)

@@ -100,13 +100,7 @@ static pid_t start_server(const char *name, const char *dir, int port, const cha
         execl(path, name, portarg, arg2, (char *)NULL);
         _exit(127);
     }
-    coil_time until = coil_now() + COIL_SEC(10);
-    int fd;
-    while ((fd = serve_connect(port)) < 0) {
-        ASSERT(coil_now() < until);
-        usleep(20 * 1000);
-    }
-    close(fd);
+    serve_await_port(port, pid, 10, name);
     return pid;
 }
 
@@ -190,13 +184,8 @@ TEST(python_app_hands_its_reports_to_coil) {
         execl("/usr/bin/python3", "python3", app, (char *)NULL);
         _exit(127);
     }
-    coil_time until = coil_now() + COIL_SEC(15);
-    int probe;
-    while ((probe = serve_connect(port)) < 0) {
-        ASSERT(coil_now() < until);
-        usleep(50 * 1000);
-    }
-    close(probe);
+    coil_time until = coil_now() + COIL_SEC(30); /* to start, then to finish the report */
+    serve_await_port(port, pid, 15, "examples/python/app.py");
     serve_reply r;
     serve_http(port, "POST", "/reports", NULL,
                "{\"title\": \"Q3\", \"rows\": [{\"value\": 3}, {\"value\": 5}, {\"value\": 1.5}]}", &r);
@@ -217,7 +206,7 @@ TEST(python_app_hands_its_reports_to_coil) {
         const char *msg = json_string_value(json_object_get(doc, "message"));
         saw_progress |= msg && strstr(msg, "row ") != NULL;
         if (strcmp(st, "succeeded") == 0) break;
-        ASSERT(strcmp(st, "dead") != 0 && coil_now() < until + COIL_SEC(15));
+        ASSERT(strcmp(st, "dead") != 0 && coil_now() < until);
         json_decref(doc);
         usleep(30 * 1000);
     }
