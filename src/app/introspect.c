@@ -147,8 +147,8 @@ void app_ctl_stop(app_ctl *c) {
 /* ------------------------------------------------------------------ GET /debug/tasks */
 
 static bool loopback(const char *addr) {
-    return strcmp(addr, "127.0.0.1") == 0 || strcmp(addr, "::1") == 0 ||
-           strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::ffff:127.0.0.1") == 0;
+    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
+           strcmp(addr, "::ffff:127.0.0.1") == 0;
 }
 
 typedef struct snapshot_call {

@@ -126,13 +126,8 @@ static int load_node(app_schema *s, const json_t *n, const char *at, int depth, 
     return 0;
 }
 
-app_schema *app_schema_parse(const char *text, char *err, size_t cap) {
-    json_error_t je;
-    json_t *doc = json_loads(text, 0, &je);
-    if (!doc) {
-        fail(err, cap, "not JSON: %s (line %d)", je.text, je.line);
-        return NULL;
-    }
+/* A schema from its document (taken: freed on failure too). */
+static app_schema *from_doc(json_t *doc, char *err, size_t cap) {
     app_schema *s = calloc(1, sizeof *s);
     if (!s) {
         json_decref(doc);
@@ -147,6 +142,16 @@ app_schema *app_schema_parse(const char *text, char *err, size_t cap) {
     return s;
 }
 
+app_schema *app_schema_parse(const char *text, char *err, size_t cap) {
+    json_error_t je;
+    json_t *doc = json_loads(text, 0, &je);
+    if (!doc) {
+        fail(err, cap, "not JSON: %s (line %d)", je.text, je.line);
+        return NULL;
+    }
+    return from_doc(doc, err, cap);
+}
+
 app_schema *app_schema_load(const char *path, char *err, size_t cap) {
     json_error_t je;
     json_t *doc = json_load_file(path, 0, &je);
@@ -154,15 +159,8 @@ app_schema *app_schema_load(const char *path, char *err, size_t cap) {
         fail(err, cap, "%s: %s (line %d)", path, je.text, je.line);
         return NULL;
     }
-    char *text = json_dumps(doc, 0);
-    json_decref(doc);
-    if (!text) {
-        fail(err, cap, "out of memory");
-        return NULL;
-    }
     char why[400];
-    app_schema *s = app_schema_parse(text, why, sizeof why);
-    free(text);
+    app_schema *s = from_doc(doc, why, sizeof why);
     if (!s) fail(err, cap, "%s: %s", path, why);
     return s;
 }

@@ -170,7 +170,23 @@ static int notify_opts(coil_jobs *j, coil_http_request *req, coil_http_response 
     }
 }
 
-static bool refuse_cross_site(coil_http_request *req, coil_http_response *res);
+/* Whether a request that changes jobs comes from another site's page: a
+ * browser names the page's origin in Origin (and says cross-site in
+ * Sec-Fetch-Site), and a form or a fetch from elsewhere must not cancel or
+ * retry jobs with the user's access. Requests without Origin (curl, other
+ * programs) are not a browser's cross-site request. Answers 403 if so. */
+static bool refuse_cross_site(coil_http_request *req, coil_http_response *res) {
+    const char *origin = coil_http_header(req, "Origin");
+    const char *site = coil_http_header(req, "Sec-Fetch-Site");
+    const char *host = coil_http_header(req, "Host");
+    bool cross = site && strcmp(site, "cross-site") == 0;
+    if (origin && !cross) {
+        const char *after = strstr(origin, "://");
+        cross = !after || !host || strcmp(after + 3, host) != 0;
+    }
+    if (cross) coil_http_respond_error(res, 403, "cross-site request refused");
+    return cross;
+}
 
 static int post_job(coil_http_request *req, coil_http_response *res, void *arg) {
     coil_jobs *j = arg;
@@ -277,23 +293,6 @@ static int get_result(coil_http_request *req, coil_http_response *res, void *arg
     return err;
 }
 
-/* Whether a request that changes jobs comes from another site's page: a
- * browser names the page's origin in Origin (and says cross-site in
- * Sec-Fetch-Site), and a form or a fetch from elsewhere must not cancel or
- * retry jobs with the user's access. Requests without Origin (curl, other
- * programs) are not a browser's cross-site request. Answers 403 if so. */
-static bool refuse_cross_site(coil_http_request *req, coil_http_response *res) {
-    const char *origin = coil_http_header(req, "Origin");
-    const char *site = coil_http_header(req, "Sec-Fetch-Site");
-    const char *host = coil_http_header(req, "Host");
-    bool cross = site && strcmp(site, "cross-site") == 0;
-    if (origin && !cross) {
-        const char *after = strstr(origin, "://");
-        cross = !after || !host || strcmp(after + 3, host) != 0;
-    }
-    if (cross) coil_http_respond_error(res, 403, "cross-site request refused");
-    return cross;
-}
 
 /* POST /jobs/{id}/retry: a dead or cancelled job runs again, as a new job
  * with the same kind, payload, limits and follow-ups (a final state stays
