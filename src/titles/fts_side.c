@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "titles/stream_vtab.h"
@@ -22,12 +21,6 @@
 /* The in-memory index is flushed to a segment at this size: the default
  * (1 MiB) makes ten times the segments to merge. */
 enum { FTS_HASH_BYTES = 2 << 20 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* The stream: rows the loader kept, in file order. */
 static int side_next(void *arg) {
@@ -73,7 +66,6 @@ static int side_fail(titles_fts_side *s, const char *what) {
 
 static void *builder_main(void *arg) {
     titles_fts_side *s = arg;
-    double t0 = now_s();
     char sql[256];
     snprintf(sql, sizeof sql, "INSERT INTO titles_fts(titles_fts, rank) VALUES ('hashsize', %d)",
              FTS_HASH_BYTES);
@@ -86,7 +78,6 @@ static void *builder_main(void *arg) {
         /* Nothing downstream will take the batches any more. */
         titles_feed_abort(s->feed);
     }
-    s->seconds = now_s() - t0;
     return NULL;
 }
 

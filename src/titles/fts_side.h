@@ -35,7 +35,6 @@ typedef struct titles_fts_side {
     bool started;
     int err;                  /* the builder's result: 0 or a negative errno */
     char error[512];          /* err's message */
-    double seconds;           /* how long the builder ran */
 } titles_fts_side;
 
 /* Creates the side file `path` and starts its builder, fed by
