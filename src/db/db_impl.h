@@ -85,6 +85,7 @@ typedef struct db_req {
 
     /* Waiting, on the task's loop. */
     db_state state;            /* db->lock */
+    coil_time queued_at;       /* db->lock: when it joined its queue */
     int interrupted;           /* the interruption, if one stopped it running */
     coil_task *task;
     coil_loop *loop;
@@ -116,6 +117,8 @@ struct db_conn {
     sqlite3_stmt *open_query;  /* a query with rows left (thread) */
     bool held;                 /* in_tx || open_query || pq_open (db->lock) */
     db_req *running;           /* db->lock */
+    coil_time running_since;   /* db->lock: when `running` began */
+    bool asked_help;           /* thread: coil__db_running_long() woke a reader */
     atomic_bool interrupt;     /* the running request's task gave up */
     coil_time busy_until;      /* thread: how long the busy handler waits */
     int busy_sleep_ms;
@@ -134,6 +137,12 @@ struct coil_db {
     db_conn *conns;            /* [0] the writer unless read_only */
     size_t nconns;
 };
+
+/* pool.c, called by a connection's thread while it runs a request, often
+ * (run.c, run_pg.c): once the request has run a while, wakes a reader for
+ * the readers' queue if no other reader will take it soon. Never blocks
+ * for long (db->lock). */
+void coil__db_running_long(db_conn *c);
 
 /* api.c: coil_db_error()'s text for the calling thread's running task. */
 extern _Thread_local char coil__db_last_error[256];

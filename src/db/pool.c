@@ -6,10 +6,22 @@
  * writer's, or the readers' shared one). It runs it without the lock and
  * posts the outcome to the waiting task's loop. A thread with nothing to
  * do waits on a condition variable of its own, and queueing a request
- * wakes one thread that can take it: the held connection it is for, the
- * writer, or an idle reader. (One variable broadcast to all of them woke
- * every idle thread for every request, and all but one went back to
- * sleep: a titles lookup spent most of its CPU in those switches.)
+ * wakes the one thread that can take it: the held connection it is for,
+ * or the writer.
+ *
+ * Readers are woken as the load needs them, not one per request. A reader
+ * is "ready" when it is awake and free, or runs a request that began less
+ * than HELP_AFTER ago (it will look at the queue in a moment). A read
+ * wakes an idle reader only when no reader is ready, or when the head of
+ * the queue has waited HELP_AFTER: the ready ones are not keeping up.
+ * Waking one reader per request made every lookup two context switches,
+ * and on two cores four readers took turns at one queue: a titles lookup
+ * spent most of its CPU in the kernel, and one reader served more lookups
+ * than four. A request that starts quickly and then runs long would hold
+ * up the queue behind it, so a reader's thread checks in while it runs
+ * (SQLite's progress handler; libpq's wait for a result) and, once its
+ * request has run HELP_AFTER, wakes a reader for the queue if it needs
+ * one (coil__db_running_long).
  *
  * A task's wait is interruptible for queries and statements: withdrawn if
  * still queued (it never ran), or, if running, sqlite3_interrupt() on its
@@ -29,6 +41,7 @@
 
 enum { DEFAULT_READERS = 4, DEFAULT_CACHE = 64, MAX_READERS = 64 };
 #define DEFAULT_BUSY_TIMEOUT COIL_SEC(5)
+#define HELP_AFTER COIL_USEC(500)
 
 /* ------------------------------------------------------------------ the caller's side */
 
@@ -59,26 +72,74 @@ static bool req_interrupt(coil__wait *w, int err) {
     return withdrawn; /* else the outcome comes soon: wait for it */
 }
 
-/* db->lock held. */
-/* db->lock held: wakes the thread that will take `r`, if it sleeps. A
- * thread woken stops counting as idle at once, so that the next request
- * wakes another. A busy thread needs no wake: it looks at its queues
- * before it waits again. */
-static void wake_for_locked(coil_db *db, const db_req *r) {
-    db_conn *c = r->target;
-    if (!c && r->writer) c = db->cfg.read_only ? NULL : &db->conns[0];
-    for (size_t i = db->cfg.read_only ? 0 : 1; !c && i < db->nconns; i++)
-        if (db->conns[i].idle && !db->conns[i].held) c = &db->conns[i];
-    if (c && c->idle) {
-        c->idle = false;
-        pthread_cond_signal(&c->wake);
+/* ------------------------------------------------------------------ who wakes */
+
+static bool is_reader(const coil_db *db, const db_conn *k) {
+    return !db->cfg.read_only ? k != &db->conns[0] : true;
+}
+
+/* db->lock held: a reader other than `except` will take from the readers'
+ * queue soon, without a wake. */
+static bool reader_ready_locked(const coil_db *db, const db_conn *except, coil_time now) {
+    for (size_t i = db->cfg.read_only ? 0 : 1; i < db->nconns; i++) {
+        const db_conn *k = &db->conns[i];
+        if (k == except || k->idle || k->held) continue;
+        if (!k->running || now - k->running_since < HELP_AFTER) return true;
     }
+    return false;
+}
+
+/* db->lock held: the readers' queue needs a thread that is not on it now
+ * (`except` is the thread asking, or NULL). */
+static bool readq_needs_help_locked(const coil_db *db, const db_conn *except, coil_time now) {
+    if (coil__list_empty(&db->readq)) return false;
+    const db_req *head = COIL_CONTAINER_OF(db->readq.next, db_req, link);
+    return now - head->queued_at >= HELP_AFTER || !reader_ready_locked(db, except, now);
+}
+
+/* db->lock held: wakes `c` if it sleeps. A thread woken stops counting as
+ * idle at once, so that the next wake picks another. */
+static void wake_conn_locked(db_conn *c) {
+    if (!c || !c->idle) return;
+    c->idle = false;
+    pthread_cond_signal(&c->wake);
+}
+
+/* db->lock held: wakes an idle reader if the readers' queue needs one. */
+static void help_readq_locked(coil_db *db, coil_time now) {
+    if (!readq_needs_help_locked(db, NULL, now)) return;
+    for (size_t i = db->cfg.read_only ? 0 : 1; i < db->nconns; i++) {
+        db_conn *k = &db->conns[i];
+        if (k->idle && !k->held) {
+            wake_conn_locked(k);
+            return;
+        }
+    }
+}
+
+/* db->lock held: wakes the thread that will take `r`, if one must wake. */
+static void wake_for_locked(coil_db *db, const db_req *r) {
+    if (r->target) wake_conn_locked(r->target);
+    else if (r->writer) wake_conn_locked(db->cfg.read_only ? NULL : &db->conns[0]);
+    else help_readq_locked(db, r->queued_at);
+}
+
+void coil__db_running_long(db_conn *c) {
+    coil_db *db = c->db;
+    if (c->asked_help || !is_reader(db, c)) return;
+    coil_time now = coil_now();
+    if (now - c->running_since < HELP_AFTER) return; /* this thread wrote it */
+    c->asked_help = true;
+    pthread_mutex_lock(&db->lock);
+    help_readq_locked(db, now);
+    pthread_mutex_unlock(&db->lock);
 }
 
 static void queue_locked(coil_db *db, db_req *r) {
     coil__list *q = r->target ? &r->target->mailbox : r->writer ? &db->writeq : &db->readq;
     coil__list_push_back(q, &r->link);
     r->state = DB_QUEUED;
+    r->queued_at = coil_now();
     wake_for_locked(db, r);
 }
 
@@ -120,38 +181,55 @@ void coil__db_post(db_req *r) {
 
 /* ------------------------------------------------------------------ the threads */
 
-/* db->lock held: the request this connection's thread runs next, or NULL. */
-static db_req *next_locked(coil_db *db, db_conn *c) {
+/* db->lock held: the request this connection's thread runs next, or NULL.
+ * A reader that woke spuriously leaves the readers' queue to the ready
+ * readers unless it needs help. */
+static db_req *next_locked(coil_db *db, db_conn *c, bool woken) {
+    bool share = woken || !is_reader(db, c) || readq_needs_help_locked(db, c, coil_now());
     coil__list *q = !coil__list_empty(&c->mailbox) ? &c->mailbox
-                    : c->held                      ? NULL
+                    : c->held || !share            ? NULL
                     : c->writer                    ? &db->writeq
                                                    : &db->readq;
     if (!q || coil__list_empty(q)) return NULL;
     return COIL_CONTAINER_OF(coil__list_pop_front(q), db_req, link);
 }
 
+/* db->lock held: a thread with nothing to take waits to be woken.
+ * Returns whether it was (rather than woke spuriously). */
+static bool conn_wait_locked(coil_db *db, db_conn *c) {
+    c->idle = true;
+    pthread_cond_wait(&c->wake, &db->lock);
+    bool woken = !c->idle; /* the waker clears it */
+    c->idle = false;
+    return woken;
+}
+
 static void *conn_main(void *arg) {
     db_conn *c = arg;
     coil_db *db = c->db;
+    bool woken = true;
     pthread_mutex_lock(&db->lock);
     for (;;) {
-        db_req *r = next_locked(db, c);
+        db_req *r = next_locked(db, c, woken);
         if (!r) {
             if (db->stopping && !c->held) break;
-            c->idle = true;
-            pthread_cond_wait(&c->wake, &db->lock);
-            c->idle = false;
+            woken = conn_wait_locked(db, c);
             continue;
         }
+        woken = true; /* a thread between requests looks at every queue */
         r->state = DB_RUNNING;
         r->ran_on = c;
         c->running = r;
+        c->running_since = coil_now();
+        c->asked_help = false;
         atomic_store(&c->interrupt, false);
+        if (is_reader(db, c)) help_readq_locked(db, c->running_since);
         pthread_mutex_unlock(&db->lock);
         bool to_writer = coil__db_run(c, r);
         pthread_mutex_lock(&db->lock);
         c->running = NULL;
         c->held = c->in_tx || c->open_query || c->pq_open;
+        if (c->held) help_readq_locked(db, coil_now()); /* this one serves its holder now */
         if (to_writer && !db->cfg.read_only && !r->interrupted) {
             r->writer = true; /* a write met on a reader: the writer runs it */
             r->err = 0;

@@ -60,8 +60,18 @@ static bool fail_msg(db_req *r, int err, const char *msg) {
 
 /* ------------------------------------------------------------------ the connection */
 
+/* SQLite calls it every PROGRESS_EVERY virtual machine steps of a reader's
+ * statement: a long one lets the pool wake another reader. */
+enum { PROGRESS_EVERY = 1000 };
+
+static int progress_handler(void *arg) {
+    coil__db_running_long(arg);
+    return 0; /* go on: interruption is sqlite3_interrupt()'s */
+}
+
 static int busy_handler(void *arg, int count) {
     db_conn *c = arg;
+    coil__db_running_long(c);
     if (count == 0) c->busy_sleep_ms = 1;
     if (atomic_load(&c->interrupt) || coil_now() >= c->busy_until) return 0;
     struct timespec ts = {0, (long)c->busy_sleep_ms * 1000000L};
@@ -113,6 +123,7 @@ int coil__db_conn_open(db_conn *c, char *errmsg, size_t cap) {
     if (rc == SQLITE_OK) {
         sqlite3_extended_result_codes(c->h, 1);
         sqlite3_busy_handler(c->h, busy_handler, c);
+        if (!c->writer) sqlite3_progress_handler(c->h, PROGRESS_EVERY, progress_handler, c);
         c->busy_until = coil_now() + db->cfg.busy_timeout;
         /* WAL: readers run while the writer commits. A reader's
          * journal_mode is the file's, set by the writer first. */

@@ -13,10 +13,14 @@
  *   - JSON is PostgreSQL's own: json_agg over the query (blobs come out as
  *     bytea's "\x..." text, not base64).
  *   - An interrupt is PQcancel(), which libpq allows from any thread.
+ *   - A statement's result is awaited in slices of a millisecond (poll on
+ *     libpq's socket), so that a long one lets the pool wake another
+ *     reader for the queue behind it (coil__db_running_long).
  */
 #include "db/db_impl.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +112,26 @@ void coil__db_pg_interrupt(db_conn *c) {
 
 /* ------------------------------------------------------------------ statements */
 
+/* The result of the statement just sent (PQexecParams' answer, as one
+ * statement's last result): NULL if sending failed, which fail_res reads
+ * from the connection. */
+static PGresult *await_result(db_conn *c, int sent) {
+    if (!sent) return NULL;
+    int fd = PQsocket(c->pq);
+    while (PQisBusy(c->pq)) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, 1);
+        if (n == 0) coil__db_running_long(c);
+        if ((n > 0 || (n < 0 && errno != EINTR)) && !PQconsumeInput(c->pq)) break;
+    }
+    PGresult *res = NULL, *next;
+    while ((next = PQgetResult(c->pq))) {
+        PQclear(res);
+        res = next;
+    }
+    return res;
+}
+
 /* `sql` with each ? outside quotes and comments turned into $N, in
  * malloc'd memory; *count gets N. NULL on ENOMEM. */
 static char *placeholders(const char *sql, size_t *count) {
@@ -196,7 +220,8 @@ static PGresult *execute(db_conn *c, db_req *r, const char *wrap) {
     }
     PGresult *res = NULL;
     if (ok) {
-        res = PQexecParams(c->pq, sql, (int)r->nargs, NULL, vals, lens, fmts, 0);
+        res = await_result(c, PQsendQueryParams(c->pq, sql, (int)r->nargs, NULL, vals, lens,
+                                                fmts, 0));
         ExecStatusType st = PQresultStatus(res);
         if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
             fail_res(c, r, res);

@@ -360,6 +360,42 @@ TEST(a_cancelled_or_late_query_is_interrupted_and_its_connection_comes_back) {
     rm_db(path);
 }
 
+/* A query queued right behind one that turns out long is not held up by
+ * it, whether it came before the long one had run a while (its thread
+ * then wakes another reader) or after (the query's own wake does). */
+static coil_result behind_long_main(void *arg) {
+    coil_db *db = open_db(arg, 2);
+    exec_ok(db, "CREATE TABLE t (v INTEGER)");
+    exec_ok(db, "INSERT INTO t VALUES (7)");
+    for (int late = 0; late < 2; late++) {
+        long_query q = {.db = db};
+        coil_task *t = coil_spawn(run_long, &q);
+        ASSERT_EQ(coil_yield(), 0); /* the long one is queued first */
+        if (late) coil_sleep(COIL_MSEC(20));
+        coil_scope sc;
+        coil_scope_enter(&sc, coil_now() + COIL_SEC(5)); /* held up: fail, not hang */
+        coil_db_rows *rows = NULL;
+        int err = coil_db_query(db, "SELECT v FROM t", COIL_DB_NO_ARGS, &rows);
+        coil_scope_exit(&sc);
+        ASSERT_EQ(err, 0);
+        ASSERT_EQ(coil_db_next(rows), 1);
+        ASSERT_EQ(coil_db_int(rows, 0), 7);
+        coil_db_rows_close(rows);
+        ASSERT_EQ(q.took, 0); /* still running: the short one did not wait for it */
+        coil_cancel(t);
+        ASSERT_EQ(coil_join(t, NULL), 0);
+        ASSERT_EQ(q.err, -ECANCELED);
+    }
+    ASSERT_EQ(coil_db_close(db), 0);
+    return coil_ok(NULL);
+}
+
+TEST(a_query_behind_a_long_one_is_not_held_up) {
+    char *path = tmp_db();
+    RUN_MAIN(behind_long_main, path);
+    rm_db(path);
+}
+
 /* Another process's write lock: the statement sleeps for it, up to the
  * busy timeout (or the task's deadline), while the loop goes on. */
 static coil_result busy_main(void *arg) {
