@@ -121,6 +121,32 @@ COIL_EXTERN int coil_job_register(const char *kind, coil_job_fn fn);
         }                                                                     \
     }
 
+/* Registers `fn` for `kind` as a handler that awaits. It runs as a task on
+ * a coil loop in its worker process, so it may suspend: coil_http_get(),
+ * coil_gather(), coil_sleep(), coil_to_thread(), deadlines. One worker runs
+ * up to `concurrency` jobs of the kind at once (1 to
+ * COIL_JOB_CONCURRENCY_MAX), each in its own task; a worker that runs
+ * awaiting jobs runs no plain ones. Cancelling a job (its timeout, its
+ * caller) cancels its task: its suspension points return -ECANCELED, and
+ * coil_job_cancelled() turns true. If it has not returned after the pool's
+ * cancel_grace, the worker gets SIGTERM, then SIGKILL, and the other jobs
+ * it ran die with it (a crash, as for any death). The per-job resource
+ * limits of coil_job_opts do not apply: the jobs share one process.
+ * Returns as coil_job_register(), and -EINVAL for a concurrency out of
+ * range. */
+COIL_EXTERN int coil_job_register_awaiting(const char *kind, coil_job_fn fn, unsigned concurrency);
+#define COIL_JOB_CONCURRENCY_MAX 1024
+
+/* COIL_JOB_HANDLER for a handler that awaits: up to `concurrency` jobs of
+ * `kind` at once in one worker. */
+#define COIL_JOB_AWAITING_HANDLER(kind, fn, concurrency)                               \
+    __attribute__((constructor)) static void coil__job_register_##fn(void) {           \
+        if (coil_job_register_awaiting(kind, fn, concurrency) != 0) {                  \
+            fputs("coil: cannot register job kind \"" kind "\"\n", stderr);             \
+            __builtin_trap();                                                          \
+        }                                                                              \
+    }
+
 /* In a worker process, runs the worker and exits: it never returns. In any
  * other process (argv[1] is not the worker marker) returns 0 at once. Call
  * it first thing in main(), after handlers are registered and before any

@@ -161,6 +161,7 @@ int coil_pool_start(const coil_pool_config *cfg, coil_pool **out) {
         s->index = (unsigned)i;
         s->fd = -1;
         s->pidfd = -1;
+        coil__list_init(&s->jobs);
         coil__timer_init(&s->escalate, coil__slot_escalate_fire);
     }
     coil__job_registry_freeze();
@@ -181,15 +182,18 @@ fail_free:
 
 static size_t running_jobs(const coil_pool *p) {
     size_t n = 0;
-    for (size_t i = 0; i < p->cfg.workers; i++) n += p->slots[i].job != NULL;
+    for (size_t i = 0; i < p->cfg.workers; i++) n += p->slots[i].njobs;
     return n;
 }
 
 static void cancel_all(coil_pool *p) {
     while (!coil__list_empty(&p->queue))
         coil__job_drop(COIL_CONTAINER_OF(p->queue.next, pool_job, link), -ECANCELED);
-    for (size_t i = 0; i < p->cfg.workers; i++)
-        if (p->slots[i].job) coil__job_request_stop(p->slots[i].job, -ECANCELED);
+    for (size_t i = 0; i < p->cfg.workers; i++) {
+        pool_slot *s = &p->slots[i];
+        for (coil__list *n = s->jobs.next; n != &s->jobs; n = n->next)
+            coil__job_request_stop(COIL_CONTAINER_OF(n, pool_job, slot_link), -ECANCELED);
+    }
 }
 
 /* Waits until no job is queued or running. Suspends. */

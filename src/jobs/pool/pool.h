@@ -59,12 +59,14 @@ typedef enum job_state {
 struct pool_job {
     coil__wait wait;          /* the submitter parks on this */
     coil__list link;          /* in pool->queue while QUEUED */
+    coil__list slot_link;     /* in slot->jobs while RUNNING */
     coil_pool *pool;
     uint64_t id;              /* the pool's number for it, in every frame */
     const char *kind;         /* borrowed from the caller, like payload */
     size_t kind_len;
     const void *payload;
     size_t len;
+    unsigned awaiting;        /* the kind awaits: this many share a worker */
     coil_job_opts opts;       /* the caller's options (copy) */
     job_state state;
     pool_slot *slot;          /* while RUNNING */
@@ -84,7 +86,7 @@ typedef enum slot_state {
     SLOT_DOWN,     /* no worker process */
     SLOT_STARTING, /* spawned, waiting for HELLO */
     SLOT_IDLE,     /* ready, no job */
-    SLOT_BUSY,     /* running `job` */
+    SLOT_BUSY,     /* running `jobs` */
     SLOT_RETIRING  /* finished a job after the pool signalled it: killed,
                       takes no job, replaced once it is reaped */
 } slot_state;
@@ -95,7 +97,11 @@ struct pool_slot {
     unsigned index;           /* 0 .. workers-1, for names */
     coil_task *task;          /* slot_main, joined by coil_pool_stop */
     slot_state state;
-    pool_job *job;            /* while BUSY */
+    coil__list jobs;          /* RUNNING jobs given to it: one plain job, or
+                                 up to each awaiting kind's concurrency */
+    size_t njobs;             /* their number */
+    bool awaiting;            /* its worker was sent an awaiting kind's job,
+                                 so it runs a loop: it takes no plain job */
     int pid;                  /* the worker's pid, 0 if none */
     int pidfd;                /* its pidfd, -1 if none */
     uv_poll_t exit_poll;      /* readable pidfd: the worker exited */
@@ -143,6 +149,8 @@ struct coil_pool {
 
 /* A slot state's name: "down", "starting", "idle", "busy", "retiring". */
 const char *coil__slot_state_name(slot_state st);
+/* The slot's job with frame id `id`, or (id 0) its first; NULL if none. */
+pool_job *coil__slot_job(const pool_slot *s, uint64_t id);
 
 /* ------------------------------------------------------------------ pool_slot.c */
 
@@ -181,12 +189,13 @@ int coil__proc_signal(int pidfd, int sig);
 
 /* Hands queued jobs to idle slots. Does not suspend. */
 void coil__pool_dispatch(coil_pool *p);
-/* Finishes a BUSY slot's job with a RESULT frame, decoded in `res` from
- * the payload `buf` (malloc'd, one byte longer than the payload), which it
- * takes. Does not suspend. */
-void coil__job_finish_result(pool_slot *s, const coil__frame_result *res, uint8_t *buf);
-/* Finishes the job of a slot whose worker died (or requeues it if its RUN
- * never went out). Does not suspend. */
+/* Finishes `job`, one of slot `s`'s, with a RESULT frame, decoded in `res`
+ * from the payload `buf` (malloc'd, one byte longer than the payload),
+ * which it takes. Does not suspend. */
+void coil__job_finish_result(pool_slot *s, pool_job *job, const coil__frame_result *res,
+                             uint8_t *buf);
+/* Finishes the jobs of a slot whose worker died (or requeues those whose
+ * RUN never went out). Does not suspend. */
 void coil__job_finish_death(pool_slot *s, bool oom_kill);
 /* Forwards a PROGRESS frame about job `id` to the job's callback. */
 void coil__job_progress(pool_slot *s, uint64_t id, int percent, const char *message);

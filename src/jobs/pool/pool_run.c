@@ -67,10 +67,38 @@ static void timeout_fire(coil__timer *t) {
 
 /* ------------------------------------------------------------------ queue */
 
-static pool_slot *idle_slot(coil_pool *p) {
-    for (size_t i = 0; i < p->cfg.workers; i++)
-        if (p->slots[i].state == SLOT_IDLE) return &p->slots[i];
+pool_job *coil__slot_job(const pool_slot *s, uint64_t id) {
+    for (coil__list *n = s->jobs.next; n != &s->jobs; n = n->next) {
+        pool_job *job = COIL_CONTAINER_OF(n, pool_job, slot_link);
+        if (!id || job->id == id) return job;
+    }
     return NULL;
+}
+
+/* How many jobs of `job`'s kind slot `s` runs. */
+static unsigned same_kind(const pool_slot *s, const pool_job *job) {
+    unsigned n = 0;
+    for (coil__list *l = s->jobs.next; l != &s->jobs; l = l->next) {
+        const pool_job *o = COIL_CONTAINER_OF(l, pool_job, slot_link);
+        n += o->kind_len == job->kind_len && memcmp(o->kind, job->kind, job->kind_len) == 0;
+    }
+    return n;
+}
+
+/* The slot `job` can go to now, or NULL. An awaiting job joins a worker
+ * that already runs awaiting jobs if its kind has room there, which leaves
+ * the other workers to plain jobs; else it takes an idle worker. A plain
+ * job takes an idle worker that has never run awaiting jobs. */
+static pool_slot *slot_for(coil_pool *p, const pool_job *job) {
+    pool_slot *idle = NULL;
+    for (size_t i = 0; i < p->cfg.workers; i++) {
+        pool_slot *s = &p->slots[i];
+        if (job->awaiting && s->state == SLOT_BUSY && s->awaiting && !s->killed_with &&
+            same_kind(s, job) < job->awaiting)
+            return s;
+        if (s->state == SLOT_IDLE && (job->awaiting || !s->awaiting) && !idle) idle = s;
+    }
+    return idle;
 }
 
 static void assign(pool_job *job, pool_slot *s) {
@@ -78,17 +106,48 @@ static void assign(pool_job *job, pool_slot *s) {
     job->slot = s;
     job->started = coil_now();
     s->state = SLOT_BUSY;
-    s->job = job;
+    s->awaiting = s->awaiting || job->awaiting;
+    coil__list_push_back(&s->jobs, &job->slot_link);
+    s->njobs++;
     wake_submitter(job);
 }
 
+/* A plain job waits, and an idle worker runs a loop: it is replaced by a
+ * fresh one (SIGTERM; it has no job to lose). */
+static void recycle_awaiting(coil_pool *p) {
+    for (size_t i = 0; i < p->cfg.workers; i++) {
+        pool_slot *s = &p->slots[i];
+        if (s->state == SLOT_IDLE && s->awaiting) {
+            s->state = SLOT_RETIRING;
+            coil__slot_kill(s, SIGTERM);
+            return;
+        }
+    }
+}
+
 void coil__pool_dispatch(coil_pool *p) {
-    pool_slot *s;
-    while (!coil__list_empty(&p->queue) && (s = idle_slot(p))) {
-        pool_job *job = COIL_CONTAINER_OF(coil__list_pop_front(&p->queue), pool_job, link);
+    bool plain_waits = false;
+    coil__list *n = p->queue.next;
+    while (n != &p->queue) {
+        pool_job *job = COIL_CONTAINER_OF(n, pool_job, link);
+        n = n->next;
+        pool_slot *s = slot_for(p, job);
+        if (!s) {
+            plain_waits = plain_waits || !job->awaiting;
+            continue;
+        }
+        coil__list_remove(&job->link);
         p->queued--;
         assign(job, s);
     }
+    if (plain_waits) recycle_awaiting(p);
+}
+
+/* Takes `job` off its slot; the slot is idle once it has none left. */
+static void slot_release(pool_slot *s, pool_job *job) {
+    coil__list_remove(&job->slot_link);
+    s->njobs--;
+    if (!s->njobs && s->state == SLOT_BUSY) s->state = SLOT_IDLE;
 }
 
 static void push_front(coil__list *l, coil__list *n) {
@@ -128,9 +187,7 @@ void coil__job_drop(pool_job *job, int err) {
 
 /* A RUNNING job whose RUN never went out: the slot is free again. */
 static void unassign(pool_job *job, int err) {
-    pool_slot *s = job->slot;
-    s->job = NULL;
-    s->state = SLOT_IDLE;
+    slot_release(job->slot, job);
     job_done(job, err);
     coil__pool_dispatch(job->pool);
 }
@@ -141,21 +198,31 @@ static void copy_text(char *dst, size_t size, const char *src, size_t len) {
     dst[len] = '\0';
 }
 
-void coil__job_finish_result(pool_slot *s, const coil__frame_result *res, uint8_t *buf) {
-    pool_job *job = s->job;
+/* Whether another of the slot's jobs is being stopped (its escalation
+ * timer is theirs too). */
+static bool another_stopping(const pool_slot *s, const pool_job *job) {
+    for (coil__list *l = s->jobs.next; l != &s->jobs; l = l->next) {
+        const pool_job *o = COIL_CONTAINER_OF(l, pool_job, slot_link);
+        if (o != job && o->cancel_sent) return true;
+    }
+    return false;
+}
+
+void coil__job_finish_result(pool_slot *s, pool_job *job, const coil__frame_result *res,
+                             uint8_t *buf) {
     coil_job_outcome *out = job->out;
-    s->job = NULL;
+    if (!another_stopping(s, job)) {
+        coil__timer_stop(s->pool->loop, &s->escalate);
+        s->stage = 0;
+    }
+    slot_release(s, job);
     s->jobs_done++;
-    coil__timer_stop(s->pool->loop, &s->escalate);
-    s->stage = 0;
     /* A worker already sent a signal may die any moment: it takes no new
      * job, and is made sure to die (it may have ignored SIGTERM). One that
      * exited after answering takes no new job either. */
     if (s->killed_with || s->exited) {
         s->state = SLOT_RETIRING;
         coil__slot_kill(s, SIGKILL);
-    } else {
-        s->state = SLOT_IDLE;
     }
     out->ran = true;
     out->pid = s->pid;
@@ -186,11 +253,9 @@ static void describe_death(coil_job_outcome *out) {
                  out->exit_status, out->oom ? ", out of memory" : "");
 }
 
-void coil__job_finish_death(pool_slot *s, bool oom_kill) {
-    pool_job *job = s->job;
+/* One job of a dead worker. */
+static void finish_one_death(pool_slot *s, pool_job *job, bool oom_kill) {
     coil_pool *p = s->pool;
-    if (!job) return;
-    s->job = NULL;
     if (!job->sent) { /* it never reached the worker: not affected */
         if (job->stop) {
             job_done(job, job->stop);
@@ -200,7 +265,6 @@ void coil__job_finish_death(pool_slot *s, bool oom_kill) {
         job->slot = NULL;
         push_front(&p->queue, &job->link);
         p->queued++;
-        coil__pool_dispatch(p);
         return;
     }
     coil_job_outcome *out = job->out;
@@ -215,9 +279,21 @@ void coil__job_finish_death(pool_slot *s, bool oom_kill) {
     job_done(job, job->stop ? job->stop : s->fault ? s->fault : -ECHILD);
 }
 
+void coil__job_finish_death(pool_slot *s, bool oom_kill) {
+    if (!s->njobs) return;
+    s->state = SLOT_RETIRING; /* takes nothing the dispatch below hands out */
+    while (s->njobs) {
+        pool_job *job = coil__slot_job(s, 0);
+        coil__list_remove(&job->slot_link);
+        s->njobs--;
+        finish_one_death(s, job, oom_kill);
+    }
+    coil__pool_dispatch(s->pool);
+}
+
 void coil__job_progress(pool_slot *s, uint64_t id, int percent, const char *message) {
-    pool_job *job = s->job;
-    if (job && job->id == id && job->opts.on_progress)
+    pool_job *job = id ? coil__slot_job(s, id) : NULL;
+    if (job && job->opts.on_progress)
         job->opts.on_progress(job->opts.progress_arg, percent, message);
 }
 
@@ -332,7 +408,6 @@ int coil_pool_run(coil_pool *p, const char *kind, const void *payload, size_t le
     out->exit_status = -1;
     size_t kind_len = 0;
     int err = check_submit(p, kind, &kind_len, len);
-    if (!err && !idle_slot(p) && p->queued >= p->cfg.max_queue) err = -EAGAIN;
     if (err) {
         out->err = err;
         return err;
@@ -340,18 +415,25 @@ int coil_pool_run(coil_pool *p, const char *kind, const void *payload, size_t le
     pool_job job = {
         .wait = {job_interrupt}, .pool = p, .id = ++p->next_id,
         .kind = kind, .kind_len = kind_len, .payload = payload, .len = len,
+        .awaiting = coil__job_awaiting(kind, kind_len),
         .state = JOB_QUEUED, .task = coil__running(), .out = out, .submitted = coil_now(),
     };
+    pool_slot *s = slot_for(p, &job);
+    if (!s && p->queued >= p->cfg.max_queue) {
+        out->err = -EAGAIN;
+        return -EAGAIN;
+    }
     if (opts) job.opts = *opts;
     coil__list_init(&job.link);
+    coil__list_init(&job.slot_link);
     coil__timer_init(&job.timeout, timeout_fire);
     p->stats.submitted++;
-    pool_slot *s = idle_slot(p);
     if (s) {
         assign(&job, s);
     } else {
         coil__list_push_back(&p->queue, &job.link);
         p->queued++;
+        if (!job.awaiting) recycle_awaiting(p);
     }
     int interrupted = job_wait(&job);
     return interrupted ? interrupted : out->err;

@@ -230,12 +230,13 @@ static int handle_frame(pool_slot *s, const coil__frame_hdr *hdr, uint8_t *paylo
         return err ? -EPROTO : 0;
     }
     coil__frame_result res;
-    if (hdr->type != COIL__FRAME_RESULT || !s->job || hdr->id != s->job->id ||
+    pool_job *job = hdr->id ? coil__slot_job(s, hdr->id) : NULL;
+    if (hdr->type != COIL__FRAME_RESULT || !job || !job->sent ||
         coil__frame_result_decode(payload, hdr->length, &res) != 0) {
         free(payload);
         return -EPROTO;
     }
-    coil__job_finish_result(s, &res, payload);
+    coil__job_finish_result(s, job, &res, payload);
     return 0;
 }
 
@@ -307,7 +308,7 @@ static void reap(pool_slot *s) {
         coil_scope_exit(&shield);
     }
     bool oom = s->exited && oom_killed(s);
-    bool had_job = s->job != NULL;
+    bool had_job = s->njobs > 0;
     coil__job_finish_death(s, oom);
     if (s->poll_open) {
         uv_close((uv_handle_t *)&s->exit_poll, poll_close_cb);
@@ -319,6 +320,7 @@ static void reap(pool_slot *s) {
                  coil_now() - s->spawned_at < COIL_MSEC(QUICK_DEATH_MS);
     s->quick_failures = quick ? s->quick_failures + 1 : 0;
     s->state = SLOT_DOWN;
+    s->awaiting = false; /* the next worker starts plain */
     s->pid = 0;
     coil_event_set(&p->changed);
 }
@@ -423,7 +425,7 @@ void coil__slot_escalate_fire(coil__timer *t) {
 
 void coil__slot_escalate(pool_slot *s) {
     coil_pool *p = s->pool;
-    if (s->exited || !s->job) return;
+    if (s->exited || !s->njobs) return;
     s->stage++;
     coil_time wait;
     if (s->stage == 1 && p->cfg.cancel_grace >= 0) { /* CANCEL is out: give it time */

@@ -1,6 +1,8 @@
 /* jobs/pool/worker.c: a worker process of the pool.
  *
- * A worker is plain blocking C: no loop, no threads. It says HELLO, then
+ * A worker is plain blocking C: no loop, no threads, until it is sent an
+ * awaiting kind's job; then worker_await.c takes over for the rest of its
+ * life. It says HELLO, then
  * reads one frame at a time from its socket. A RUN frame runs a handler
  * to completion and answers with one RESULT frame; PROGRESS frames go out
  * while the handler runs. The supervisor never sends a second RUN before
@@ -41,22 +43,9 @@ enum {
     EXIT_PROTOCOL = 2, /* bad arguments or frames */
 };
 
-struct coil_job_ctx {
-    int fd;                /* the socket to the supervisor */
-    uint64_t id;           /* the job's id, echoed in every frame */
-    bool cancelled;        /* a CANCEL for this job arrived */
-    bool gone;             /* the supervisor closed the socket or broke the
-                              protocol: exit after this job */
-    uint8_t *result;       /* coil_job_set_result's copy (malloc'd) */
-    size_t result_len;
-    char ctype[COIL_JOB_CONTENT_TYPE_MAX + 1]; /* its content type */
-    char error[COIL_JOB_MESSAGE_MAX + 1];      /* coil_job_set_error's message */
-    char label[COIL__FRAME_LABEL_MAX + 1];     /* the job's id in the store */
-    unsigned attempt;
-};
 
 /* The kind running now, for the crash line (read by a signal handler). */
-static char running_kind[COIL_JOB_KIND_MAX + 1];
+char coil__running_kind[COIL_JOB_KIND_MAX + 1];
 
 /* ------------------------------------------------------------------ I/O */
 
@@ -95,8 +84,6 @@ static int write_full(int fd, struct iovec *iov, int n) {
     return 0;
 }
 
-/* Sends a frame whose payload is the `n` buffers at iov[1..n]; iov[0] is
- * filled with the header here. */
 static int send_frame(int fd, coil__frame_type type, uint64_t id, struct iovec *iov, int n) {
     size_t len = 0;
     for (int i = 1; i <= n; i++) len += iov[i].iov_len;
@@ -104,6 +91,11 @@ static int send_frame(int fd, coil__frame_type type, uint64_t id, struct iovec *
     coil__frame_header_encode(hdr, type, (uint32_t)len, id);
     iov[0] = (struct iovec){hdr, sizeof hdr};
     return write_full(fd, iov, n + 1);
+}
+
+int coil__worker_send(coil_job_ctx *ctx, coil__frame_type type, struct iovec *iov, int n) {
+    if (!ctx->stream) return send_frame(ctx->fd, type, ctx->id, iov, n);
+    return coil__worker_send_stream(ctx->stream, type, ctx->id, iov, n);
 }
 
 /* Reads one frame: its header into *hdr and its payload, NUL-terminated,
@@ -156,7 +148,7 @@ int coil_job_progress(coil_job_ctx *ctx, int percent, const char *message) {
     uint8_t pct = (uint8_t)percent;
     size_t mlen = message ? strnlen(message, COIL_JOB_MESSAGE_MAX) : 0;
     struct iovec iov[3] = {{0}, {&pct, 1}, {(void *)message, mlen}};
-    return send_frame(ctx->fd, COIL__FRAME_PROGRESS, ctx->id, iov, 2);
+    return coil__worker_send(ctx, COIL__FRAME_PROGRESS, iov, 2);
 }
 
 /* Takes in one frame that arrived while the job runs. */
@@ -173,12 +165,10 @@ const char *coil_job_id(coil_job_ctx *ctx) { return ctx->label; }
 
 unsigned coil_job_attempt(coil_job_ctx *ctx) { return ctx->attempt; }
 
-const char *coil_job_kind(coil_job_ctx *ctx) {
-    (void)ctx;
-    return running_kind;
-}
+const char *coil_job_kind(coil_job_ctx *ctx) { return ctx->stream ? ctx->kind : coil__running_kind; }
 
 bool coil_job_cancelled(coil_job_ctx *ctx) {
+    if (ctx->stream) return ctx->cancelled || ctx->gone; /* the loop's reader sets them */
     struct pollfd p = {.fd = ctx->fd, .events = POLLIN};
     while (!ctx->gone && poll(&p, 1, 0) > 0) take_frame_during_job(ctx);
     return ctx->cancelled || ctx->gone;
@@ -204,19 +194,26 @@ static int run_job(int fd, uint64_t id, const uint8_t *p, size_t len) {
                                             run.max_cpu_seconds)) != 0) {
         coil_job_set_error(&ctx, "could not set the job's resource limits");
     } else {
-        memcpy(running_kind, run.kind, run.kind_len);
-        running_kind[run.kind_len] = '\0';
+        memcpy(coil__running_kind, run.kind, run.kind_len);
+        coil__running_kind[run.kind_len] = '\0';
         /* run.payload is followed by read_frame's NUL. */
         status = fn(run.payload, run.payload_len, &ctx);
         if (status > 0) status = -EIO;
         coil__limits_restore(&saved);
-        running_kind[0] = '\0';
+        coil__running_kind[0] = '\0';
     }
+    int err = coil__worker_send_result(&ctx, status);
+    free(ctx.result);
+    if (err || ctx.gone) return EXIT_CLEAN; /* nobody is listening any more */
+    return 0;
+}
+
+int coil__worker_send_result(coil_job_ctx *ctx, int status) {
     coil__frame_result res = {
         .status = status,
-        .content_type = ctx.ctype, .ctype_len = strlen(ctx.ctype),
-        .error = ctx.error, .error_len = strlen(ctx.error),
-        .data = ctx.result, .data_len = ctx.result_len,
+        .content_type = ctx->ctype, .ctype_len = strlen(ctx->ctype),
+        .error = ctx->error, .error_len = strlen(ctx->error),
+        .data = ctx->result, .data_len = ctx->result_len,
     };
     uint8_t fixed[COIL__FRAME_RESULT_FIXED];
     struct iovec iov[5];
@@ -226,10 +223,7 @@ static int run_job(int fd, uint64_t id, const uint8_t *p, size_t len) {
                                    .error_len = strlen("result too large")};
         n = coil__frame_result_encode(fixed, iov + 1, &res);
     }
-    int err = send_frame(fd, COIL__FRAME_RESULT, id, iov, n);
-    free(ctx.result);
-    if (err || ctx.gone) return EXIT_CLEAN; /* nobody is listening any more */
-    return 0;
+    return coil__worker_send(ctx, COIL__FRAME_RESULT, iov, n);
 }
 
 static int serve(int fd) {
@@ -245,6 +239,10 @@ static int serve(int fd) {
         if (r == 0) return EXIT_CLEAN;
         if (r < 0) return r == -EPIPE || r == -ECONNRESET ? EXIT_CLEAN : EXIT_PROTOCOL;
         int done = 0;
+        coil__frame_run run;
+        if (hdr.type == COIL__FRAME_RUN && coil__frame_run_decode(payload, hdr.length, &run) == 0 &&
+            coil__job_awaiting(run.kind, run.kind_len))
+            return coil__worker_await(fd, hdr.id, payload, hdr.length); /* from now on */
         if (hdr.type == COIL__FRAME_RUN) done = run_job(fd, hdr.id, payload, hdr.length);
         else if (hdr.type != COIL__FRAME_CANCEL) done = EXIT_PROTOCOL; /* CANCEL: too late */
         free(payload);
@@ -259,7 +257,7 @@ static int serve(int fd) {
 static void fatal_signal(int sig) {
     char line[160];
     size_t n = 0;
-    const char *parts[] = {"coil worker: job ", running_kind[0] ? running_kind : "(none)",
+    const char *parts[] = {"coil worker: job ", coil__running_kind[0] ? coil__running_kind : "(none)",
                            " died of signal "};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         for (const char *c = parts[i]; *c && n < sizeof line - 8; c++) line[n++] = *c;

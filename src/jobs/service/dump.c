@@ -49,9 +49,10 @@ static void dump_pool(const coil_pool *p, FILE *out) {
             p->stopping);
     for (size_t i = 0; i < p->cfg.workers; i++) {
         const pool_slot *sl = &p->slots[i];
-        fprintf(out, "jobs:   slot %zu %s pid %d job %llu stage %d killed_with %d done %llu\n", i,
-                coil__slot_state_name(sl->state), sl->pid,
-                sl->job ? (unsigned long long)sl->job->id : 0ULL, sl->stage, sl->killed_with,
+        const pool_job *job = coil__slot_job(sl, 0);
+        fprintf(out, "jobs:   slot %zu %s pid %d job %llu (of %zu) stage %d killed_with %d done %llu\n",
+                i, coil__slot_state_name(sl->state), sl->pid,
+                job ? (unsigned long long)job->id : 0ULL, sl->njobs, sl->stage, sl->killed_with,
                 (unsigned long long)sl->jobs_done);
     }
 }

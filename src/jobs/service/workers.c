@@ -23,7 +23,7 @@ typedef struct worker_row {
     const char *state;
     int pid;
     char job[COIL_JOB_ID_SIZE]; /* "" if none */
-    char kind[COIL_JOB_KIND_MAX + 1];
+    char kind[COIL_JOB_KIND_MAX + 16]; /* "(+N)" after an awaiting worker's first */
     uint64_t jobs_done;
     int64_t rss_bytes, cpu_ms;  /* -1 if unknown */
 } worker_row;
@@ -47,9 +47,14 @@ static coil_result copy_slots(void *arg) {
         r->state = coil__slot_state_name(sl->state);
         r->pid = sl->pid;
         r->jobs_done = sl->jobs_done;
-        if (sl->job) {
-            snprintf(r->job, sizeof r->job, "%s", sl->job->opts.label ? sl->job->opts.label : "");
-            snprintf(r->kind, sizeof r->kind, "%.*s", (int)sl->job->kind_len, sl->job->kind);
+        const pool_job *job = coil__slot_job(sl, 0);
+        if (job) { /* an awaiting worker's first job, and how many run with it */
+            snprintf(r->job, sizeof r->job, "%s", job->opts.label ? job->opts.label : "");
+            if (sl->njobs > 1)
+                snprintf(r->kind, sizeof r->kind, "%.*s (+%zu)", (int)job->kind_len, job->kind,
+                         sl->njobs - 1);
+            else
+                snprintf(r->kind, sizeof r->kind, "%.*s", (int)job->kind_len, job->kind);
         }
     }
     return coil_ok(w);
