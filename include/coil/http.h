@@ -251,6 +251,8 @@ typedef struct coil_http_client_request {
     const void *body;
     size_t body_len;
     coil_time timeout;         /* whole request; 0: 30 s. Deadline scopes also apply */
+    size_t max_body;           /* bytes of response body at most; past them the
+                                  request fails with -EMSGSIZE. 0: no limit */
 } coil_http_client_request;
 
 /* Performs a request through the calling loop's client (a libcurl multi

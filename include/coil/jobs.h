@@ -65,7 +65,8 @@ extern "C" {
 typedef struct coil_job_ctx coil_job_ctx;
 
 /* A job handler. Runs in a worker process, one job at a time, as plain
- * blocking C (no loop). `payload` is the submitter's bytes, borrowed for the
+ * blocking C (no loop); or, registered with coil_job_register_awaiting(),
+ * as a task on the worker's loop, beside others. `payload` is the submitter's bytes, borrowed for the
  * call, followed by a NUL byte that `len` does not count (JSON text can be
  * parsed in place). Returns 0 on success or a negative errno-style code,
  * which becomes the outcome's err (a positive return is reported as -EIO).

@@ -4,36 +4,49 @@
  * Payload: {"title": string of 1..200 bytes,
  *           "subtitle": string of at most 200 bytes (optional),
  *           "rows": [{"label": string of at most 200 bytes,
- *                     "value": finite number}, ...]}   (1..100000 rows)
+ *                     "value": finite number}, ...],   (1..100000 rows)
+ *           "images": [http(s) URL of a PNG, ...]}      (optional, 0..16)
  * Other members are ignored. Result: the PDF (application/pdf).
+ *
+ * An awaiting kind (COIL_JOB_AWAITING_HANDLER): the images are fetched at
+ * once on the worker's loop (kind_report_images.c), then the pages are
+ * drawn on a pool thread (coil_to_thread), so that the loop stays free to
+ * hear a cancel and to relay the drawing's progress.
  *
  * The document:
  *   page 1    the title and subtitle; a summary (rows, total, minimum,
  *             maximum, mean); a horizontal bar chart of every row, or of
  *             the CHART_BARS largest values when there are more, with a
  *             value axis, its ticks and grid lines, and a line at zero.
- *   pages 2+  the table: COIL_APP_REPORT_ROWS_PER_PAGE rows a page, each
+ *   then      the images, IMAGES_PER_PAGE a page, each scaled to fit its
+ *             half of the page, with its number and size under it.
+ *   then      the table: COIL_APP_REPORT_ROWS_PER_PAGE rows a page, each
  *             with its number, label, value and share of the total, under
  *             a header row that every page repeats.
- * Every page ends with "page i of n"; coil_app_report_pages() gives n.
+ * Every page ends with "page i of n"; without images,
+ * coil_app_report_pages() gives n.
  *
  * Drawing goes page by page to a cairo PDF surface that writes into a
- * growing memory buffer. Between pages the handler reports progress (when
- * the percentage changes) and returns -ECANCELED if the job was cancelled.
+ * growing memory buffer. Between pages the drawing thread publishes its
+ * progress, which the job's task relays, and stops with -ECANCELED once
+ * the task is cancelled (coil_thread_cancelled).
  * cairo latches the first error in its context and surface: both are
  * checked after every page and after the surface is finished. Text uses
- * cairo's toy font API, with two faces each worker makes once and keeps;
+ * cairo's toy font API, with two faces each worker makes once and keeps
+ * (cairo's objects are thread-safe to share);
  * strings too wide for their place are cut at a
  * character boundary and end with an ellipsis (the payload's strings are
  * valid UTF-8, which jansson guarantees).
  */
-#include "app/kinds.h"
+#include "app/kind_report.h"
 
 #include <cairo-pdf.h>
 #include <cairo.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +82,7 @@ enum {
     TEXT_MAX = 256,  /* bytes of any string drawn (the payload's are 200) */
     NUM_MAX = 48,    /* a formatted number */
     AXIS_TICKS = 5,  /* ticks the axis aims for */
+    IMAGES_PER_PAGE = 2,
 };
 
 typedef struct report_row {
@@ -84,7 +98,9 @@ typedef struct report {
     long double total;    /* long double: 100000 values near DBL_MAX
                              cannot overflow it */
     double min, max;      /* of the values */
-    size_t pages;         /* coil_app_report_pages(nrows) */
+    const app_report_images *images; /* NULL if none */
+    size_t image_pages;   /* pages of images, after the first */
+    size_t pages;         /* every page: 1 + image_pages + the table's */
     size_t chart[CHART_BARS]; /* indexes of the rows charted, in order */
     size_t ncharted;
 } report;
@@ -137,6 +153,19 @@ int coil_app_validate_report(const void *json, char *msg, size_t cap) {
         int err = check_row(json_array_get(rows, i), i, msg, cap);
         if (err) return err;
     }
+    const json_t *images = json_object_get(doc, "images");
+    if (!images || json_is_null(images)) return 0;
+    if (!json_is_array(images) || json_array_size(images) > COIL_APP_REPORT_IMAGES_MAX)
+        return coil_app_reject(msg, cap, "\"images\" must be an array of at most %d URLs",
+                               COIL_APP_REPORT_IMAGES_MAX);
+    for (size_t i = 0; i < json_array_size(images); i++) {
+        const char *url = json_string_value(json_array_get(images, i));
+        if (!coil_app_plain_string(json_array_get(images, i), &n) ||
+            n > COIL_APP_REPORT_URL_MAX ||
+            (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
+            return coil_app_reject(msg, cap, "images[%zu] must be an http(s) URL of at most %d "
+                                   "bytes", i, COIL_APP_REPORT_URL_MAX);
+    }
     return 0;
 }
 
@@ -163,8 +192,9 @@ static void pick_charted(report *r) {
     }
 }
 
-/* Fills *r from a validated document, which must outlive it. */
-static int report_load(report *r, const json_t *doc) {
+/* Fills *r from a validated document and its fetched images, which must
+ * outlive it. */
+static int report_load(report *r, const json_t *doc, const app_report_images *images) {
     memset(r, 0, sizeof *r);
     r->title = json_string_value(json_object_get(doc, "title"));
     r->subtitle = json_string_value(json_object_get(doc, "subtitle")); /* NULL if absent */
@@ -182,7 +212,9 @@ static int report_load(report *r, const json_t *doc) {
         if (v < r->min) r->min = v;
         if (v > r->max) r->max = v;
     }
-    r->pages = coil_app_report_pages(r->nrows);
+    if (images->n) r->images = images;
+    r->image_pages = (images->n + IMAGES_PER_PAGE - 1) / IMAGES_PER_PAGE;
+    r->pages = coil_app_report_pages(r->nrows) + r->image_pages;
     pick_charted(r);
     return 0;
 }
@@ -247,7 +279,11 @@ static cairo_font_face_t *make_face(bool bold, cairo_status_t *st) {
     return f;
 }
 
-static cairo_status_t load_faces(void) {
+/* The drawings of a worker's jobs run on pool threads at once: the first
+ * to come makes the faces, under this lock, and they are kept. */
+static pthread_mutex_t faces_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static cairo_status_t load_faces_locked(void) {
     for (int bold = 0; bold < 2; bold++) {
         if (faces[bold]) continue;
         cairo_status_t st;
@@ -261,6 +297,13 @@ static cairo_status_t load_faces(void) {
         faces[bold] = f;
     }
     return CAIRO_STATUS_SUCCESS;
+}
+
+static cairo_status_t load_faces(void) {
+    pthread_mutex_lock(&faces_lock);
+    cairo_status_t st = load_faces_locked();
+    pthread_mutex_unlock(&faces_lock);
+    return st;
 }
 
 static void set_font(cairo_t *cr, double size, bool bold) {
@@ -440,6 +483,38 @@ static void draw_first_page(cairo_t *cr, const report *r) {
     draw_chart(cr, r);
 }
 
+/* ------------------------------------------------------------------ image pages */
+
+/* Draws image page `page` (0 for the first): each image scaled, never up,
+ * to fit its box, and centred in it. */
+static void draw_image_page(cairo_t *cr, const report *r, size_t page) {
+    const double top = MARGIN + 20, box_h = (FOOTER_Y - 30 - top) / IMAGES_PER_PAGE;
+    cairo_set_source_rgb(cr, 0.05, 0.05, 0.05);
+    set_font(cr, 11, true);
+    show(cr, MARGIN, MARGIN + 10, -1, CONTENT_W, r->title);
+    for (size_t k = 0; k < IMAGES_PER_PAGE; k++) {
+        size_t i = page * IMAGES_PER_PAGE + k;
+        if (i >= r->images->n) break;
+        cairo_surface_t *img = r->images->s[i];
+        double w = cairo_image_surface_get_width(img), h = cairo_image_surface_get_height(img);
+        double box_top = top + box_h * (double)k, fit_h = box_h - 24;
+        double scale = fmin(1.0, fmin(CONTENT_W / w, fit_h / h));
+        double x = MARGIN + (CONTENT_W - w * scale) / 2, y = box_top + (fit_h - h * scale) / 2;
+        cairo_save(cr);
+        cairo_translate(cr, x, y);
+        cairo_scale(cr, scale, scale);
+        cairo_set_source_surface(cr, img, 0, 0);
+        cairo_paint(cr);
+        cairo_restore(cr);
+        char caption[64];
+        snprintf(caption, sizeof caption, "image %zu of %zu, %.0f x %.0f pixels", i + 1,
+                 r->images->n, w, h);
+        cairo_set_source_rgb(cr, 0.3, 0.3, 0.3);
+        set_font(cr, 9, false);
+        show(cr, PAGE_W / 2, box_top + box_h - 8, 0, CONTENT_W, caption);
+    }
+}
+
 /* ------------------------------------------------------------------ table pages */
 
 static void draw_table_header(cairo_t *cr, const report *r, size_t first, size_t end) {
@@ -525,81 +600,144 @@ static cairo_status_t membuf_write(void *closure, const unsigned char *data,
     return CAIRO_STATUS_SUCCESS;
 }
 
-/* Fails the job with cairo's reason. */
-static int cairo_failed(coil_job_ctx *ctx, const membuf *b, cairo_status_t st) {
-    if (b->nomem || st == CAIRO_STATUS_NO_MEMORY) {
-        coil_job_set_error(ctx, "report.pdf: out of memory");
+/* What the drawing thread and the job's task share. */
+typedef struct drawing {
+    const report *r;
+    membuf b;             /* the PDF */
+    atomic_int page;      /* pages drawn so far */
+    int err;              /* the drawing's outcome */
+    char msg[128];        /* its failure, in words */
+} drawing;
+
+/* Records cairo's reason for a failure. */
+static int cairo_failed(drawing *d, cairo_status_t st) {
+    if (d->b.nomem || st == CAIRO_STATUS_NO_MEMORY) {
+        snprintf(d->msg, sizeof d->msg, "report.pdf: out of memory");
         return -ENOMEM;
     }
-    char msg[128];
-    snprintf(msg, sizeof msg, "report.pdf: cairo: %s", cairo_status_to_string(st));
-    coil_job_set_error(ctx, msg);
+    snprintf(d->msg, sizeof d->msg, "report.pdf: cairo: %s", cairo_status_to_string(st));
     return -EIO;
 }
 
 /* Draws every page; stops at the first cairo error or a cancellation. */
-static int draw_pages(cairo_t *cr, const report *r, const membuf *b, coil_job_ctx *ctx) {
-    int last_pct = -1;
+static int draw_pages(cairo_t *cr, drawing *d) {
+    const report *r = d->r;
     for (size_t page = 0; page < r->pages; page++) {
-        if (coil_job_cancelled(ctx)) return -ECANCELED;
+        if (coil_thread_cancelled()) return -ECANCELED;
         if (page == 0) draw_first_page(cr, r);
-        else draw_table_page(cr, r, page);
+        else if (page <= r->image_pages) draw_image_page(cr, r, page - 1);
+        else draw_table_page(cr, r, page - r->image_pages);
         draw_footer(cr, r, page);
         cairo_show_page(cr);
         cairo_status_t st = cairo_status(cr);
-        if (st != CAIRO_STATUS_SUCCESS) return cairo_failed(ctx, b, st);
-        int pct = (int)((page + 1) * 99 / r->pages);
-        if (pct > last_pct) {
-            char msg[64];
-            snprintf(msg, sizeof msg, "page %zu of %zu", page + 1, r->pages);
-            if (coil_job_progress(ctx, pct, msg) == -EPIPE) return -EPIPE;
-            last_pct = pct;
-        }
+        if (st != CAIRO_STATUS_SUCCESS) return cairo_failed(d, st);
+        atomic_store(&d->page, (int)(page + 1));
     }
     return 0;
 }
 
-/* Renders the report into *b. */
-static int render(const report *r, membuf *b, coil_job_ctx *ctx) {
+/* On a pool thread: renders the report into d->b. */
+static void *render(void *arg) {
+    drawing *d = arg;
     cairo_status_t st = load_faces();
-    if (st != CAIRO_STATUS_SUCCESS) return cairo_failed(ctx, b, st);
-    cairo_surface_t *s = cairo_pdf_surface_create_for_stream(membuf_write, b, PAGE_W, PAGE_H);
+    if (st != CAIRO_STATUS_SUCCESS) {
+        d->err = cairo_failed(d, st);
+        return NULL;
+    }
+    cairo_surface_t *s = cairo_pdf_surface_create_for_stream(membuf_write, &d->b, PAGE_W, PAGE_H);
     st = cairo_surface_status(s);
     if (st != CAIRO_STATUS_SUCCESS) {
         cairo_surface_destroy(s);
-        return cairo_failed(ctx, b, st);
+        d->err = cairo_failed(d, st);
+        return NULL;
     }
-    cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_TITLE, r->title);
+    cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_TITLE, d->r->title);
     cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_CREATOR, "coil report.pdf");
     cairo_t *cr = cairo_create(s);
     st = cairo_status(cr);
-    int err = st == CAIRO_STATUS_SUCCESS ? draw_pages(cr, r, b, ctx) : cairo_failed(ctx, b, st);
+    int err = st == CAIRO_STATUS_SUCCESS ? draw_pages(cr, d) : cairo_failed(d, st);
     cairo_destroy(cr);
     cairo_surface_finish(s);
     st = cairo_surface_status(s);
-    if (err == 0 && st != CAIRO_STATUS_SUCCESS) err = cairo_failed(ctx, b, st);
+    if (err == 0 && st != CAIRO_STATUS_SUCCESS) err = cairo_failed(d, st);
     cairo_surface_destroy(s);
-    return err;
+    d->err = err;
+    return NULL;
+}
+
+/* A task beside the drawing: relays its page count as progress, every
+ * PROGRESS_EVERY, until cancelled. */
+#define PROGRESS_EVERY COIL_MSEC(100)
+
+typedef struct relay {
+    drawing *d;
+    coil_job_ctx *ctx;
+} relay;
+
+static coil_result relay_progress(void *arg) {
+    relay *rl = arg;
+    int last = 0;
+    while (coil_sleep(PROGRESS_EVERY) == 0) {
+        int page = atomic_load(&rl->d->page);
+        if (page == last) continue;
+        last = page;
+        char msg[64];
+        snprintf(msg, sizeof msg, "page %d of %zu", page, rl->d->r->pages);
+        coil_job_progress(rl->ctx, (int)((size_t)page * 99 / rl->d->r->pages), msg);
+    }
+    return coil_ok(NULL);
+}
+
+/* Draws the report on a pool thread while a sibling task relays its
+ * progress. Returns 0 with the PDF in d->b, or the error (message in
+ * d->msg, or none for the job's own interruption). Suspends. */
+static int draw(drawing *d, coil_job_ctx *ctx) {
+    char msg[64];
+    snprintf(msg, sizeof msg, "drawing %zu pages", d->r->pages);
+    if (coil_job_progress(ctx, 0, msg) == -EPIPE) return -EPIPE;
+    relay rl = {d, ctx};
+    coil_task *t = coil_spawn_named("report.pdf progress", relay_progress, &rl);
+    int err = coil_to_thread(render, d, NULL); /* returns once render has */
+    if (t) {
+        coil_cancel(t);
+        coil_join(t, NULL);
+    }
+    if (err) return err;
+    if (!d->err && coil_job_progress(ctx, 100, "done") == -EPIPE) return -EPIPE;
+    return d->err;
 }
 
 static int report_pdf(const void *payload, size_t len, coil_job_ctx *ctx) {
     void *doc;
     int err = coil_app_parse_payload(payload, len, ctx, coil_app_validate_report, &doc);
     if (err) return err;
+    app_report_images images = {0};
+    char msg[256];
+    err = app_report_fetch_images(json_object_get(doc, "images"),
+                                  coil_now() + COIL_APP_REPORT_IMAGES_TIMEOUT, &images, msg,
+                                  sizeof msg);
+    if (err) {
+        coil_job_set_error(ctx, msg);
+        json_decref(doc);
+        return err;
+    }
     report r;
-    membuf b = {0};
-    err = report_load(&r, doc);
+    drawing d = {.r = &r};
+    err = report_load(&r, doc, &images);
     if (err) {
         coil_job_set_error(ctx, "report.pdf: out of memory");
         goto out;
     }
-    err = render(&r, &b, ctx);
-    if (err == 0 && coil_job_progress(ctx, 100, "done") == -EPIPE) err = -EPIPE;
-    if (err == 0) err = coil_job_set_result(ctx, b.data, b.len, "application/pdf");
+    err = draw(&d, ctx);
+    if (err && d.msg[0]) coil_job_set_error(ctx, d.msg);
+    if (err == 0) err = coil_job_set_result(ctx, d.b.data, d.b.len, "application/pdf");
 out:
-    free(b.data);
+    free(d.b.data);
     free(r.rows);
+    app_report_images_free(&images);
     json_decref(doc);
     return err;
 }
-COIL_JOB_HANDLER("report.pdf", report_pdf)
+/* Four at once in a worker: their downloads wait on the network, and their
+ * drawing is on pool threads. */
+COIL_JOB_AWAITING_HANDLER("report.pdf", report_pdf, 4)

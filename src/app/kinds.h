@@ -14,8 +14,8 @@
  *   demo.cpu     {"ms": 0..600000}               -> {"ms": N, "iterations": I}
  *   demo.crash   any object                      -> dies of SIGSEGV (unsafe)
  *   demo.append  {"path": "/abs", "line": "..."} -> {} (unsafe)
- *   report.pdf   {"title", "subtitle"?, "rows": [{"label", "value"}...]}
- *                                                -> application/pdf
+ *   report.pdf   {"title", "subtitle"?, "rows": [{"label", "value"}...],
+ *                 "images"?: [PNG URL, ...]}     -> application/pdf
  *
  * The table and the registrations live in the kind*.c files, compiled into
  * an object library so that the registering constructors are always linked.
@@ -50,6 +50,11 @@ const app_kind *coil_app_kind_find(const char *name);
 #define COIL_APP_REPORT_TITLE_MAX 200    /* report.pdf: title, subtitle */
 #define COIL_APP_REPORT_LABEL_MAX 200    /* report.pdf: a row's label */
 #define COIL_APP_REPORT_ROWS_MAX 100000  /* report.pdf: rows */
+#define COIL_APP_REPORT_IMAGES_MAX 16    /* report.pdf: image URLs */
+#define COIL_APP_REPORT_URL_MAX 2048     /* report.pdf: bytes of an image URL */
+#define COIL_APP_REPORT_IMAGE_BYTES_MAX (8 * 1024 * 1024) /* an image's bytes */
+#define COIL_APP_REPORT_IMAGE_SIDE_MAX 4096 /* an image's pixels a side */
+#define COIL_APP_REPORT_IMAGES_TIMEOUT COIL_SEC(30) /* all of them, fetched */
 /* Table rows on each page of a report after the first (the summary and
  * chart page). */
 #define COIL_APP_REPORT_ROWS_PER_PAGE 40

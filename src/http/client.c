@@ -102,6 +102,8 @@ typedef struct xfer {
     char *body;                   /* response body so far (malloc'd, NUL-terminated) */
     size_t len, cap;              /* bytes in body, bytes allocated */
     bool oom;                     /* a body allocation failed */
+    size_t max_body;              /* rq->max_body */
+    bool too_big;                 /* the body went past it */
 } xfer;
 
 /* The client of the loop running on this thread, or NULL. */
@@ -325,6 +327,10 @@ static int client_get(client **out) {
 static size_t body_cb(char *data, size_t size, size_t nmemb, void *userdata) {
     xfer *x = userdata;
     size_t n = size * nmemb; /* size is always 1 */
+    if (x->max_body && n > x->max_body - x->len) {
+        x->too_big = true;
+        return 0; /* fails the transfer, as below */
+    }
     if (x->cap - x->len <= n) {
         size_t cap = x->cap ? x->cap : BODY_MIN_CAP;
         while (cap - x->len <= n) {
@@ -443,6 +449,7 @@ static int xfer_setup(xfer *x, const coil_http_client_request *rq) {
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms(rq->timeout));
+    x->max_body = rq->max_body;
     curl_easy_setopt(e, CURLOPT_USERAGENT, "coil/" COIL_VERSION_STRING);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, body_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
@@ -476,7 +483,7 @@ static int map_error(const xfer *x) {
     case CURLE_OUT_OF_MEMORY:
         return -ENOMEM;
     case CURLE_WRITE_ERROR:
-        return x->oom ? -ENOMEM : -EIO;
+        return x->too_big ? -EMSGSIZE : x->oom ? -ENOMEM : -EIO;
     case CURLE_COULDNT_CONNECT:
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:

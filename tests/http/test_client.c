@@ -861,6 +861,15 @@ static void server_basics(real_server *s) {
     ASSERT_EQ(coil_http_fetch(&wrong, &res), 0);
     ASSERT_EQ(res.status, 405);
     coil_http_client_response_free(&res);
+
+    /* A body bound: "Hello, World!" is 13 bytes. */
+    coil_http_client_request small = {.url = url, .max_body = 12};
+    ASSERT_EQ(coil_http_fetch(&small, &res), -EMSGSIZE);
+    ASSERT(res.body == NULL);
+    small.max_body = 13;
+    ASSERT_EQ(coil_http_fetch(&small, &res), 0);
+    ASSERT_STR_EQ(res.body, "Hello, World!");
+    coil_http_client_response_free(&res);
 }
 
 TEST(server_basics) { run_with_server(server_basics); }
