@@ -377,6 +377,14 @@ typedef int (*coil_jobs_notify_fn)(void *arg, const char *kind, const void *json
 typedef int (*coil_jobs_accept_fn)(void *arg, const char *kind, const void *json, char *msg,
                                    size_t cap);
 
+/* A per-kind limit: at most `max_running` jobs of `kind` run at once on the
+ * store (on PostgreSQL across every node; give every node the same
+ * limits). The jobs past it wait, queued, in their order. */
+typedef struct coil_job_limit {
+    const char *kind;
+    unsigned max_running;      /* 1 or more */
+} coil_job_limit;
+
 typedef struct coil_jobs_config {
     const char *data_dir;      /* the store's directory (created); required
                                   unless `store` names PostgreSQL */
@@ -394,6 +402,9 @@ typedef struct coil_jobs_config {
     coil_time heartbeat;       /* PostgreSQL: how often a node renews its
                                   lease; 0: 1 s */
     coil_pool_config pool;     /* the worker processes (see above) */
+    const coil_job_limit *limits; /* `nlimits` per-kind limits (borrowed while
+                                  the service runs), or NULL */
+    size_t nlimits;
     size_t prefetch;           /* jobs claimed ahead of the workers, so that a
                                   worker never waits for a commit; they wait
                                   in priority order; 0: 32 per worker. On

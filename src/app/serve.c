@@ -88,6 +88,9 @@ typedef struct serve_opts {
         app_schema *schema;
     } schemas[32];                /* --kind-schema */
     size_t nschemas;
+    char limit_kinds[32][COIL_JOB_KIND_MAX + 1];
+    coil_job_limit limits[32];    /* --max-running */
+    size_t nlimits;
 } serve_opts;
 
 /* The command, for its messages. */
@@ -130,6 +133,8 @@ static void usage(FILE *out) {
             "  --kinds-file FILE   command kinds, one definition a line (quotes allowed)\n"
             "  --kind-schema K=F   check kind K's payloads against the JSON Schema in F\n"
             "                      before the 202 (a subset: docs/jobs.md)\n"
+            "  --max-running K=N   at most N jobs of kind K run at once on the store (on\n"
+            "                      PostgreSQL across every node: give them all the same)\n"
             "\n"
             "Notifications (POST /jobs/{kind}?notify=mailto:ADDR or ?notify=https://URL):\n"
             "%s",
@@ -401,6 +406,19 @@ static int parse_args(int argc, char **argv, serve_opts *o) {
                      (int)(eq - v), v);
             o->schemas[o->nschemas++].schema = sc;
             i++;
+        } else if (strcmp(a, "--max-running") == 0) {
+            const char *eq = strchr(v, '=');
+            long max = 0;
+            if (!eq || eq == v || (size_t)(eq - v) > COIL_JOB_KIND_MAX || o->nlimits == 32 ||
+                !parse_long(eq + 1, 1000000, &max) || max < 1) {
+                fprintf(stderr, "%s: --max-running is KIND=N, N from 1 (32 kinds at most)\n",
+                        cmd_name(o));
+                return 2;
+            }
+            char *kind = o->limit_kinds[o->nlimits];
+            snprintf(kind, sizeof o->limit_kinds[0], "%.*s", (int)(eq - v), v);
+            o->limits[o->nlimits++] = (coil_job_limit){kind, (unsigned)max};
+            i++;
         } else if (strcmp(a, "--kinds-file") == 0) {
             char why[512];
             if (coil_jobs_command_kinds_file(v, why, sizeof why) != 0) {
@@ -480,6 +498,8 @@ static int start_jobs(const serve_opts *o, coil_jobs **out) {
     jc.pool.workers = o->job_workers > 0 ? (size_t)o->job_workers : 0;
     jc.no_workers = o->job_workers == 0;
     jc.kinds = o->kinds[0] ? o->kinds : NULL;
+    jc.limits = o->limits;
+    jc.nlimits = o->nlimits;
     if (o->lease_ms) {
         jc.lease = COIL_MSEC(o->lease_ms);
         jc.heartbeat = COIL_MSEC(o->lease_ms / 5 < 1000 ? o->lease_ms / 5 : 1000);

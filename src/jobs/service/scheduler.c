@@ -165,6 +165,21 @@ static size_t window_now(const coil_jobs *j) {
     return workers + (size_t)ahead;
 }
 
+/* The kinds' limits, with what this process holds or runs of each (the
+ * room SQLite's peek leaves them; PostgreSQL counts every node's). */
+static size_t limits_now(const coil_jobs *j, coil__peek_limit *out) {
+    size_t n = j->cfg.nlimits;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (coil__peek_limit){j->cfg.limits[i].kind, j->cfg.limits[i].max_running, 0};
+    coil__list *it;
+    coil__list_foreach(it, &j->sched.active) {
+        const sched_job *sj = COIL_CONTAINER_OF(it, sched_job, link);
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(sj->rec->kind, out[i].kind) == 0) out[i].taken++;
+    }
+    return n;
+}
+
 static coil_result claimer_main(void *arg) {
     coil_jobs *j = arg;
     coil__sched *s = &j->sched;
@@ -200,8 +215,10 @@ static coil_result claimer_main(void *arg) {
         coil_event_clear(&s->wake);
         size_t n = 0, nskip = held_seqs(s, skip);
         int64_t next_run_at = 0;
-        int err = coil__store_peek(j->store, skip, nskip, recs, room, bytes ? bytes : 1, &n,
-                                   &next_run_at);
+        coil__peek_limit limits[COIL__PEEK_LIMITS_MAX];
+        size_t nlimits = limits_now(j, limits);
+        int err = coil__store_peek_limited(j->store, skip, nskip, limits, nlimits, recs, room,
+                                           bytes ? bytes : 1, &n, &next_run_at);
         if (err == 0) {
             failing = false;
             take_peeked(j, recs, n);

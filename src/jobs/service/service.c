@@ -44,6 +44,10 @@ static int settle_config(coil_jobs *j, const coil_jobs_config *cfg) {
     if (j->cfg.prefetch_bytes == 0) j->cfg.prefetch_bytes = (size_t)64 << 20;
     if (j->cfg.stop_grace == 0) j->cfg.stop_grace = COIL_SEC(2);
     if (j->cfg.stop_grace < 0) j->cfg.stop_grace = 0;
+    if (cfg->nlimits > COIL__PEEK_LIMITS_MAX || (cfg->nlimits && !cfg->limits)) return -EINVAL;
+    for (size_t i = 0; i < cfg->nlimits; i++)
+        if (!cfg->limits[i].kind || !cfg->limits[i].kind[0] || cfg->limits[i].max_running == 0)
+            return -EINVAL;
     return 0;
 }
 

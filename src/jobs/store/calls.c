@@ -29,11 +29,20 @@ int coil__store_enqueue(coil__store *s, const coil__job_spec *spec, coil__enqueu
 
 int coil__store_peek(coil__store *s, const uint64_t *skip, size_t nskip, coil__job **jobs,
                      size_t max, size_t max_bytes, size_t *n, int64_t *next_run_at) {
+    return coil__store_peek_limited(s, skip, nskip, NULL, 0, jobs, max, max_bytes, n,
+                                    next_run_at);
+}
+
+int coil__store_peek_limited(coil__store *s, const uint64_t *skip, size_t nskip,
+                             const coil__peek_limit *limits, size_t nlimits, coil__job **jobs,
+                             size_t max, size_t max_bytes, size_t *n, int64_t *next_run_at) {
     if (n) *n = 0;
-    if (!jobs || !n || max == 0 || (nskip && !skip)) return -EINVAL;
+    if (!jobs || !n || max == 0 || (nskip && !skip) || (nlimits && !limits)) return -EINVAL;
     coil__store_req r = {.op = COIL__OP_PEEK};
     r.u.peek.skip = skip;
     r.u.peek.nskip = nskip;
+    r.u.peek.limits = limits;
+    r.u.peek.nlimits = nlimits;
     r.u.peek.jobs = jobs;
     r.u.peek.max = max;
     r.u.peek.max_bytes = max_bytes;

@@ -133,6 +133,9 @@ const char *coil__pg_text(const PGresult *r, int row, int col);
 /* The columns every record read selects, in coil__pg_job order; `blobs`
  * chooses payload and result, else their lengths. */
 const char *coil__pg_columns(bool blobs);
+/* The NULL-terminated `kinds` as a text[] literal, each quoted with \ and "
+ * escaped: {"a","b"} (malloc'd). NULL on ENOMEM. */
+char *coil__pg_kinds_literal(const char *const *kinds);
 /* The record in `row` of a result whose columns from `first` on are
  * coil__pg_columns(blobs), in one allocation; NULL on ENOMEM. */
 coil__job *coil__pg_job(const PGresult *r, int row, int first, bool blobs);

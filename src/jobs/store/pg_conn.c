@@ -390,9 +390,7 @@ int coil__pg_migrate(PGconn *c, int *found) {
 
 /* ------------------------------------------------------------------ the backend */
 
-/* The kinds as an array literal, each quoted with \ and " escaped:
- * {"a","b"} (malloc'd). NULL on ENOMEM. */
-static char *kinds_literal(const char *const *kinds) {
+char *coil__pg_kinds_literal(const char *const *kinds) {
     size_t len = 3;
     for (const char *const *k = kinds; *k; k++) len += 2 * strlen(*k) + 3;
     char *lit = malloc(len), *p = lit;
@@ -435,7 +433,7 @@ static int pg_create(coil__store *s, const char *url) {
     pg->url = strdup(url);
     pg->readers = calloc(s->opts.max_readers, sizeof *pg->readers);
     bool some_kinds = s->opts.kinds && s->opts.kinds[0];
-    if (some_kinds) pg->kinds = kinds_literal(s->opts.kinds);
+    if (some_kinds) pg->kinds = coil__pg_kinds_literal(s->opts.kinds);
     if (!pg->url || !pg->readers || (some_kinds && !pg->kinds)) return -ENOMEM;
     pg->lease_ms = s->opts.lease_ms > 0 ? s->opts.lease_ms : DEFAULT_LEASE_MS;
     pg->heartbeat_ms = s->opts.heartbeat_ms > 0 ? s->opts.heartbeat_ms : DEFAULT_HEARTBEAT_MS;

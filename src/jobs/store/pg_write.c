@@ -251,20 +251,79 @@ static int next_run_at(coil__store *s, int64_t now, int64_t *out) {
     return 0;
 }
 
+/* The advisory lock that claims with per-kind limits take, until their
+ * transaction commits: two nodes counting a kind's running jobs at once
+ * would each see room for the same last place. */
+#define LIMITS_LOCK "7306571602553438208" /* "coil-max" as a bigint */
+
+/* Under LIMITS_LOCK, the room each limit of the peek has left: its max
+ * less the jobs of its kind running on every node. *full gets the kinds
+ * with none left as a text[] literal (malloc'd), or NULL if none is. */
+static int limits_room(coil__pg *pg, const coil__store_req *r, int64_t *room, char **full) {
+    *full = NULL;
+    size_t nl = r->u.peek.nlimits;
+    if (nl > COIL__PEEK_LIMITS_MAX) return -EINVAL;
+    const char *lock[] = {LIMITS_LOCK};
+    int err = coil__pg_command(pg->conn, "SELECT pg_advisory_xact_lock($1::bigint)", 1, lock);
+    if (err) return err;
+    const char *names[COIL__PEEK_LIMITS_MAX + 1];
+    for (size_t i = 0; i < nl; i++) names[i] = r->u.peek.limits[i].kind;
+    names[nl] = NULL;
+    char *all = coil__pg_kinds_literal(names);
+    if (!all) return -ENOMEM;
+    const char *p[] = {all};
+    PGresult *res = coil__pg_exec(pg->conn,
+                                  "SELECT kind, count(*) FROM coil_jobs WHERE state = 1"
+                                  " AND kind = ANY($1::text[]) GROUP BY kind",
+                                  1, p, NULL, NULL, &err);
+    free(all);
+    if (!res) return err;
+    for (size_t i = 0; i < nl; i++) {
+        int64_t running = 0;
+        for (int k = 0; k < PQntuples(res); k++)
+            if (strcmp(PQgetvalue(res, k, 0), names[i]) == 0) running = coil__pg_int(res, k, 1);
+        room[i] = running < r->u.peek.limits[i].max ? r->u.peek.limits[i].max - running : 0;
+    }
+    PQclear(res);
+    size_t nfull = 0;
+    for (size_t i = 0; i < nl; i++)
+        if (room[i] == 0) names[nfull++] = names[i];
+    names[nfull] = NULL;
+    if (nfull && !(*full = coil__pg_kinds_literal(names))) return -ENOMEM;
+    return 0;
+}
+
+/* Whether a claim may take a job of `kind` under the limits, taking the
+ * place if so. */
+static bool limit_allows(const coil__store_req *r, int64_t *room, const char *kind) {
+    for (size_t i = 0; i < r->u.peek.nlimits; i++) {
+        if (strcmp(r->u.peek.limits[i].kind, kind) != 0) continue;
+        if (room[i] == 0) return false;
+        room[i]--;
+        return true;
+    }
+    return true;
+}
+
 /* The claim: peek's meaning on PostgreSQL (store.h). */
 static int exec_peek(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;
     int64_t now = coil__wall_ms();
     coil__pg_num when = coil__pg_n64(now), limit = coil__pg_n64((int64_t)r->u.peek.max);
-    const char *p[] = {when.s, limit.s, pg->kinds};
-    int err;
+    int64_t room[COIL__PEEK_LIMITS_MAX];
+    char *full = NULL;
+    int err = r->u.peek.nlimits ? limits_room(pg, r, room, &full) : 0;
+    if (err) return err;
+    const char *p[] = {when.s, limit.s, pg->kinds, full};
     PGresult *res = coil__pg_exec(
         pg->conn,
-        "SELECT seq, octet_length(payload) FROM coil_jobs"
+        "SELECT seq, octet_length(payload), kind FROM coil_jobs"
         " WHERE state IN (0, 3) AND run_at <= $1"
         " AND ($3::text[] IS NULL OR kind = ANY($3::text[]))"
+        " AND ($4::text[] IS NULL OR NOT kind = ANY($4::text[]))"
         " ORDER BY priority DESC, run_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED",
-        3, p, NULL, NULL, &err);
+        4, p, NULL, NULL, &err);
+    free(full);
     if (!res) return err;
     int picked = PQntuples(res);
     if (picked == 0) {
@@ -287,6 +346,7 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
     for (int i = 0; i < picked; i++) {
         size_t b = (size_t)coil__pg_int(res, i, 1);
         if (take && r->u.peek.max_bytes && bytes + b > r->u.peek.max_bytes) break;
+        if (!limit_allows(r, room, PQgetvalue(res, i, 2))) continue; /* its kind is full */
         order[take] = coil__pg_int(res, i, 0);
         len += (size_t)sprintf(arr + len, "%s%" PRId64, take ? "," : "", order[take]);
         take++;
@@ -295,6 +355,11 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
     PQclear(res);
     arr[len++] = '}';
     arr[len] = '\0';
+    if (take == 0) { /* every job picked is of a kind at its limit */
+        free(arr);
+        r->err = -EAGAIN;
+        return 0; /* next_run_at 0: a job's end wakes the claimer */
+    }
     coil__pg_num node = coil__pg_n64(atomic_load(&pg->node_id));
     char sql[1024];
     snprintf(sql, sizeof sql,

@@ -478,10 +478,22 @@ static int read_by_seq(coil__store *s, int64_t seq, coil__job **out) {
     return rc;
 }
 
-/* Adds the due jobs of priority `prio` to the peek, in claim order. Sets
- * *full when the peek has all it may take. */
-static int peek_level(coil__store *s, coil__store_req *r, int64_t prio, int64_t now,
-                      size_t *bytes, bool *full) {
+/* Whether a peek may take a job of `kind` under its limits (`room`: what
+ * each limit has left), taking the place if so. */
+static bool limit_allows(const coil__store_req *r, unsigned *room, const char *kind) {
+    for (size_t i = 0; i < r->u.peek.nlimits; i++) {
+        if (strcmp(r->u.peek.limits[i].kind, kind) != 0) continue;
+        if (room[i] == 0) return false;
+        room[i]--;
+        return true;
+    }
+    return true;
+}
+
+/* Adds the due jobs of priority `prio` to the peek, in claim order, within
+ * the kinds' limits. Sets *full when the peek has all it may take. */
+static int peek_level(coil__store *s, coil__store_req *r, unsigned *room, int64_t prio,
+                      int64_t now, size_t *bytes, bool *full) {
     sqlite3_stmt *st = coil__sq(s)->stmt[COIL__STMT_DUE_AT_PRIORITY];
     sqlite3_bind_int64(st, 1, prio);
     sqlite3_bind_int64(st, 2, now);
@@ -493,6 +505,10 @@ static int peek_level(coil__store *s, coil__store_req *r, int64_t prio, int64_t 
         coil__job *job;
         rc = read_by_seq(s, seq, &job);
         if (rc != SQLITE_OK) break;
+        if (!limit_allows(r, room, job->kind)) {
+            coil__job_free(job); /* its kind is at its limit: it waits */
+            continue;
+        }
         if ((rc = coil__held_add(s, seq)) != SQLITE_OK) {
             coil__job_free(job);
             break;
@@ -513,8 +529,19 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
     size_t bytes = 0;
     bool full = false, found;
     int rc;
+    /* This process is the store's only user: what its scheduler has taken
+     * of a kind is all that runs of it. */
+    unsigned room[COIL__PEEK_LIMITS_MAX];
+    if (r->u.peek.nlimits > COIL__PEEK_LIMITS_MAX) {
+        r->err = -EINVAL;
+        return SQLITE_OK;
+    }
+    for (size_t i = 0; i < r->u.peek.nlimits; i++) {
+        const coil__peek_limit *l = &r->u.peek.limits[i];
+        room[i] = l->taken < l->max ? l->max - l->taken : 0;
+    }
     while (!full && (rc = priority_below(s, prio, &found, &prio)) == SQLITE_OK && found)
-        if ((rc = peek_level(s, r, prio, now, &bytes, &full)) != SQLITE_OK) return rc;
+        if ((rc = peek_level(s, r, room, prio, now, &bytes, &full)) != SQLITE_OK) return rc;
     if (!full && rc != SQLITE_OK) return rc;
     if (r->u.peek.n) return SQLITE_OK;
     r->err = -EAGAIN;

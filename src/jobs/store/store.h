@@ -339,6 +339,27 @@ int coil__store_enqueue(coil__store *s, const coil__job_spec *spec, coil__enqueu
  * nothing. */
 int coil__store_peek(coil__store *s, const uint64_t *skip, size_t nskip, coil__job **jobs,
                      size_t max, size_t max_bytes, size_t *n, int64_t *next_run_at);
+
+/* A kind's limit for a peek: at most `max` of its jobs may run at once.
+ * `taken` is how many the caller holds or runs now: on SQLite, which one
+ * process owns, that is all there is; on PostgreSQL the jobs of the kind
+ * running on every node are counted in the claim's transaction instead,
+ * under a lock that claims with limits share, and `taken` is ignored. */
+enum { COIL__PEEK_LIMITS_MAX = 64 }; /* limits a peek takes at most */
+
+typedef struct coil__peek_limit {
+    const char *kind;
+    unsigned max;
+    unsigned taken;
+} coil__peek_limit;
+
+/* coil__store_peek, passing over the jobs of kinds at their limit and
+ * taking no more of a kind than its room. With nothing left to take it
+ * returns -EAGAIN, *next_run_at 0 for a kind at its limit (the caller is
+ * woken when a job ends). */
+int coil__store_peek_limited(coil__store *s, const uint64_t *skip, size_t nskip,
+                             const coil__peek_limit *limits, size_t nlimits, coil__job **jobs,
+                             size_t max, size_t max_bytes, size_t *n, int64_t *next_run_at);
 /* Starts one job: queued or failed -> running, leased to `owner`, attempts
  * incremented (*attempts, may be NULL, gets the new count), no longer held;
  * a cancel flag set while it was held stays set. Returns 0,

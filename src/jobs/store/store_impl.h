@@ -103,6 +103,8 @@ typedef struct coil__store_req {
             coil__job **jobs;             /* out: the runnable jobs (caller's array) */
             size_t max;
             size_t max_bytes;             /* payload bytes to stop after; 0: any */
+            const coil__peek_limit *limits; /* per-kind limits, or NULL */
+            size_t nlimits;
             size_t n;                     /* out */
             int64_t next_run_at;          /* out, when none is runnable */
         } peek;
