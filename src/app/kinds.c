@@ -20,6 +20,7 @@ const app_kind coil_app_kinds[] = {
     {"demo.noop", false, coil_app_validate_object},
     {"demo.stamp", false, coil_app_validate_object},
     {"demo.sleep", false, coil_app_validate_ms},
+    {"demo.wait", false, coil_app_validate_ms},
     {"demo.cpu", false, coil_app_validate_ms},
     {"demo.crash", true, coil_app_validate_object},
     {"demo.append", true, coil_app_validate_append},

@@ -11,6 +11,7 @@
  *
  *   demo.noop    any object                     -> {}
  *   demo.sleep   {"ms": 0..600000}               -> {"slept_ms": N}
+ *   demo.wait    {"ms": 0..600000}               -> {"waited_ms": N} (awaits)
  *   demo.cpu     {"ms": 0..600000}               -> {"ms": N, "iterations": I}
  *   demo.crash   any object                      -> dies of SIGSEGV (unsafe)
  *   demo.append  {"path": "/abs", "line": "..."} -> {} (unsafe)

@@ -1,6 +1,6 @@
 /* app/kinds_demo.c: the demo.* job kinds, which show what the job system
  * does with jobs that wait, burn CPU, crash or leave a trace. Handlers run
- * in worker processes as plain blocking C.
+ * in worker processes as plain blocking C, but for demo.wait, which awaits.
  *
  *   demo.noop    payload: any JSON object. Result: {} (application/json).
  *   demo.stamp   payload: any JSON object. Result: {"started_us": T}, T the
@@ -10,6 +10,10 @@
  *                steps of at most 10 ms, stopping with -ECANCELED as soon as
  *                the job is cancelled. Progress: 0, then every 10%, then 100.
  *                Result: {"slept_ms": ms}.
+ *   demo.wait    payload: {"ms": integer 0..600000}. Waits that long on its
+ *                worker's loop (coil_sleep): an awaiting kind, 64 at once
+ *                in one worker. A cancel ends the wait with -ECANCELED.
+ *                Result: {"waited_ms": ms}.
  *   demo.cpu     payload: {"ms": integer 0..600000}. Burns one CPU for that
  *                long (CLOCK_MONOTONIC), checking for cancellation every
  *                2 ms. Progress as demo.sleep. Result: {"ms": ms,
@@ -175,6 +179,17 @@ static int demo_sleep(const void *payload, size_t len, coil_job_ctx *ctx) {
     return coil_job_set_result(ctx, res, (size_t)n, JSON_TYPE);
 }
 COIL_JOB_HANDLER("demo.sleep", demo_sleep)
+
+static int demo_wait(const void *payload, size_t len, coil_job_ctx *ctx) {
+    long ms = payload_ms(payload, len, ctx);
+    if (ms < 0) return (int)ms;
+    int err = coil_sleep(COIL_MSEC(ms));
+    if (err) return err;
+    char res[64];
+    int n = snprintf(res, sizeof res, "{\"waited_ms\":%ld}", ms);
+    return coil_job_set_result(ctx, res, (size_t)n, JSON_TYPE);
+}
+COIL_JOB_AWAITING_HANDLER("demo.wait", demo_wait, 64)
 
 static int demo_cpu(const void *payload, size_t len, coil_job_ctx *ctx) {
     int64_t start, end;

@@ -314,6 +314,42 @@ TEST(jobs_noop_succeeds_with_its_result) {
     serve_cleanup(&p);
 }
 
+/* An awaiting kind through the whole service: sixteen demo.wait jobs on one
+ * worker process run together, as their started_at/finished_at show. */
+TEST(jobs_awaiting_kind_runs_many_in_one_worker) {
+    enum { N = 16 };
+    serve_proc p;
+    serve_start(&p, (const char *const[]){"--job-workers", "1", NULL});
+    job_id ids[N];
+    for (int i = 0; i < N; i++)
+        json_decref(post_job_at(p.port, "demo.wait", NULL, NULL, "{\"ms\": 400}", &ids[i],
+                                __LINE__));
+    long long start[N], end[N];
+    for (int i = 0; i < N; i++) {
+        json_t *doc = wait_job(p.port, &ids[i], "succeeded");
+        start[i] = jint(doc, "started_at");
+        end[i] = jint(doc, "finished_at");
+        json_decref(doc);
+        char url[96];
+        snprintf(url, sizeof url, "/jobs/%s/result", ids[i].s);
+        serve_reply r;
+        serve_get(p.port, url, &r);
+        ASSERT_STR_EQ(r.body, "{\"waited_ms\":400}");
+        serve_reply_free(&r);
+    }
+    /* The most intervals that hold one instant: at a start, count the
+     * jobs running then. One at a time would be 1. */
+    int most = 0;
+    for (int i = 0; i < N; i++) {
+        int at = 0;
+        for (int k = 0; k < N; k++) at += start[k] <= start[i] && start[i] < end[k];
+        if (at > most) most = at;
+    }
+    ASSERT_GE(most, N / 2);
+    serve_stop(&p);
+    serve_cleanup(&p);
+}
+
 /* A report of a few thousand rows: a PDF large enough to be kept as a file
  * in the store, served with its type and its size. */
 TEST(jobs_report_pdf_result_is_served) {

@@ -154,10 +154,10 @@ static int never(const void *payload, size_t len, coil_job_ctx *ctx) { return 0;
 
 TEST(every_kind_is_found_and_registered) {
     const char *safe[] = {"report.pdf", "titles.import", "demo.noop", "demo.stamp", "demo.sleep",
-                          "demo.cpu"};
+                          "demo.wait", "demo.cpu"};
     const char *unsafe[] = {"demo.crash", "demo.append"};
-    ASSERT_EQ(coil_app_nkinds, 8);
-    for (size_t i = 0; i < 6; i++) ASSERT(!coil_app_kind_find(safe[i])->unsafe);
+    ASSERT_EQ(coil_app_nkinds, 9);
+    for (size_t i = 0; i < 7; i++) ASSERT(!coil_app_kind_find(safe[i])->unsafe);
     for (size_t i = 0; i < 2; i++) ASSERT(coil_app_kind_find(unsafe[i])->unsafe);
     for (size_t i = 0; i < coil_app_nkinds; i++) {
         const app_kind *k = &coil_app_kinds[i];

@@ -39,6 +39,9 @@ coil_job_fn coil__job_lookup(const char *kind, size_t len);
 /* 0 for a plain kind (or none), else how many jobs of this awaiting kind
  * one worker runs at once. Any process. */
 unsigned coil__job_awaiting(const char *kind, size_t len);
+/* The concurrency of every awaiting kind, summed (at most
+ * COIL_JOB_CONCURRENCY_MAX): the places they have in one worker. */
+size_t coil__job_awaiting_places(void);
 /* Refuses later registrations (-EBUSY): called when a pool starts. */
 void coil__job_registry_freeze(void);
 

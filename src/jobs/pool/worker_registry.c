@@ -64,4 +64,10 @@ unsigned coil__job_awaiting(const char *kind, size_t len) {
     return r ? r->awaiting : 0;
 }
 
+size_t coil__job_awaiting_places(void) {
+    size_t n = 0;
+    for (size_t i = 0; i < count; i++) n += table[i].awaiting;
+    return n < COIL_JOB_CONCURRENCY_MAX ? n : COIL_JOB_CONCURRENCY_MAX;
+}
+
 void coil__job_registry_freeze(void) { frozen = true; }

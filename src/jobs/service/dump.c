@@ -33,7 +33,8 @@ static void dump_sched(coil_jobs *j, FILE *out) {
     fprintf(out,
             "jobs: scheduler: window %zu, held %zu (%zu bytes), ready %zu, recording %zu, "
             "runners %zu, stopping %d\n",
-            s->window, s->nactive, s->held_bytes, coil_queue_len(&s->ready), s->recording,
+            s->window, s->nactive, s->held_bytes,
+            coil_queue_len(&s->ready) + coil_queue_len(&s->ready_awaiting), s->recording,
             s->nrunners, s->stopping);
     coil__list *it;
     coil__list_foreach(it, &s->active) {

@@ -15,6 +15,11 @@
  *              runner waits), hand the outcome to a recorder, take the next.
  *              As many runners as workers keeps the pool's own FIFO queue
  *              empty, so priority decides what a free worker runs next.
+ *              Jobs of awaiting kinds, of which a worker runs many at once,
+ *              wait in a ready queue of their own, with a runner for each
+ *              place they have in one worker (the sum of their kinds'
+ *              concurrency): they neither wait behind plain jobs nor
+ *              crowd the plain jobs' runners.
  *   starters   one per job: write its start (queued -> running, attempts
  *              + 1, leased to this process). The job does not wait for this
  *              commit.
@@ -59,6 +64,7 @@
  *   timeout, protocol)                        or dead (no attempts left)
  */
 #include "jobs/service/service.h"
+#include "jobs/pool/worker.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -134,7 +140,10 @@ static void take_peeked(coil_jobs *j, coil__job **recs, size_t n) {
         atomic_fetch_add(&j->stats.waiting, 1);
         /* Lowest value first: the highest priority. The window bounds the
          * queue's length, so the put cannot fail for want of room. */
-        int err = coil_queue_try_put_prio(&s->ready, sj, -(int64_t)sj->rec->priority);
+        coil_queue *q = coil__job_awaiting(sj->rec->kind, strlen(sj->rec->kind))
+                            ? &s->ready_awaiting
+                            : &s->ready;
+        int err = coil_queue_try_put_prio(q, sj, -(int64_t)sj->rec->priority);
         COIL_ASSERT(err == 0);
         if (sj->cancel) give_back_soon(sj);
     }
@@ -513,15 +522,24 @@ static void run_one(coil_jobs *j, sched_job *sj) {
     }
 }
 
-static coil_result runner_main(void *arg) {
-    coil_jobs *j = arg;
-    coil__sched *s = &j->sched;
+static void run_from(coil_jobs *j, coil_queue *q) {
     for (;;) {
         void *item;
-        if (COIL__AT(coil_queue_get(&s->ready, &item)) != 0) break; /* closed and drained */
+        if (COIL__AT(coil_queue_get(q, &item)) != 0) break; /* closed and drained */
         atomic_fetch_sub(&j->stats.waiting, 1);
         run_one(j, item);
     }
+}
+
+static coil_result runner_main(void *arg) {
+    coil_jobs *j = arg;
+    run_from(j, &j->sched.ready);
+    return coil_ok(NULL);
+}
+
+static coil_result awaiting_runner_main(void *arg) {
+    coil_jobs *j = arg;
+    run_from(j, &j->sched.ready_awaiting);
     return coil_ok(NULL);
 }
 
@@ -563,17 +581,26 @@ int coil__sched_start(coil_jobs *j) {
     coil_event_init(&s->wake);
     coil_event_init(&s->recorded);
     coil_event_set(&s->recorded);
-    s->window = j->cfg.pool.workers + j->cfg.prefetch;
+    size_t awaiting = coil__job_awaiting_places();
+    s->window = j->cfg.pool.workers + awaiting + j->cfg.prefetch;
     snprintf(s->owner, sizeof s->owner, "pid:%d", (int)getpid());
     int err = coil_queue_init(&s->ready, COIL_QUEUE_PRIORITY, s->window);
     if (err) return err;
-    s->nrunners = j->cfg.pool.workers;
+    err = coil_queue_init(&s->ready_awaiting, COIL_QUEUE_PRIORITY, s->window);
+    if (err) {
+        coil_queue_destroy(&s->ready);
+        return err;
+    }
+    s->nplain = j->cfg.pool.workers;
+    s->nrunners = s->nplain + awaiting;
     s->runners = calloc(s->nrunners, sizeof *s->runners);
     if (!s->runners) goto nomem;
     err = coil__store_watch(j->store, on_changes, j, &s->watcher);
     if (err) goto fail;
     for (size_t i = 0; i < s->nrunners; i++) {
-        s->runners[i] = coil_spawn_named("jobs runner", runner_main, j);
+        s->runners[i] = i < s->nplain
+                            ? coil_spawn_named("jobs runner", runner_main, j)
+                            : coil_spawn_named("jobs awaiting runner", awaiting_runner_main, j);
         if (!s->runners[i]) goto nomem;
     }
     s->claimer = coil_spawn_named("jobs claimer", claimer_main, j);
@@ -583,11 +610,13 @@ nomem:
     err = -ENOMEM;
 fail:
     coil_queue_close(&s->ready);
+    coil_queue_close(&s->ready_awaiting);
     for (size_t i = 0; s->runners && i < s->nrunners; i++)
         if (s->runners[i]) coil_join(s->runners[i], NULL);
     if (s->watcher) coil__store_unwatch(s->watcher);
     free(s->runners);
     coil_queue_destroy(&s->ready);
+    coil_queue_destroy(&s->ready_awaiting);
     return err;
 }
 
@@ -602,6 +631,7 @@ void coil__sched_stop(coil_jobs *j, coil_time grace) {
     /* Runners give back what they take from now on (run_one sees
      * `stopping`); jobs in the pool get the grace to finish. */
     coil_queue_close(&s->ready);
+    coil_queue_close(&s->ready_awaiting);
     coil_time until = coil_now() + grace;
     while (!pool_idle(j) && coil_now() < until) coil_sleep(COIL_MSEC(10));
     s->hard_stop = true;
@@ -616,4 +646,5 @@ void coil__sched_stop(coil_jobs *j, coil_time grace) {
     free(s->runners);
     s->runners = NULL; /* stopped: nothing left to dump */
     coil_queue_destroy(&s->ready);
+    coil_queue_destroy(&s->ready_awaiting);
 }

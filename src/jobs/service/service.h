@@ -59,7 +59,8 @@ typedef struct sched_job {
 
 /* The scheduler's state; jobs loop only. */
 typedef struct coil__sched {
-    coil_queue ready;         /* peeked sched_jobs, priority order */
+    coil_queue ready;         /* peeked sched_jobs of plain kinds, priority order */
+    coil_queue ready_awaiting; /* ... of awaiting kinds, which share workers */
     coil__list active;        /* every sched_job alive (peeked, not recorded) */
     size_t nactive;
     size_t window;            /* most jobs ready or in a worker */
@@ -69,8 +70,9 @@ typedef struct coil__sched {
     coil_event wake;          /* new work may be claimable, or room freed */
     coil__store_watcher *watcher;
     coil_task *claimer;       /* the claim loop */
-    coil_task **runners;      /* one per worker */
-    size_t nrunners;
+    coil_task **runners;      /* one per worker for `ready`, then one per place
+                                 the awaiting kinds have for `ready_awaiting` */
+    size_t nrunners, nplain;
     size_t recording;         /* recorder tasks alive */
     coil_event recorded;      /* set when recording drops to 0 */
     bool stopping;            /* stop claiming; runners drain then exit */
