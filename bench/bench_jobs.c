@@ -27,6 +27,8 @@
  *               only the other; with the pause they get both (the
  *               benchmark says on stderr how many CPUs they used), and
  *               each request has to win a CPU from them.
+ *   kinds       the command kind, the awaiting kind and a per-kind
+ *               limit (bench_jobs_kinds.c).
  *   beanstalkd  the anchor: beanstalkd with an fsync per write (-f 0), and
  *               the anchors' beanstalk_bench.py, N jobs.
  *
@@ -51,6 +53,8 @@
  *   beanstalkd_end_to_end    as beanstalk_bench.py prints them        jobs/s
  *   jobs_enqueue_rate_vs_beanstalkd, jobs_process_rate_vs_beanstalkd,
  *   jobs_end_to_end_vs_beanstalkd                                    x
+ *   command_kind_jobs_per_s, async_kind_concurrent_jobs, limit_overhead_vs_none
+ *                            (bench_jobs_kinds.c)
  *
  * Ratios follow the bench convention: > 1 means coil is better.
  *
@@ -728,6 +732,7 @@ int coil_bench_jobs(int argc, char **argv) {
     throughput_rounds(&b, &f);
     crash_runs(&b, &f);
     health_runs(&b, &f);
+    bool kinds = coil_bench_jobs_kinds(b.exe, b.tmp, b.jobs == JOBS ? 1 : QUICK_DIVISOR, b.rounds);
     coil_bench_ratio("jobs_enqueue_rate_vs_beanstalkd", coil_bench_median(&f.enqueue),
                      coil_bench_median(&f.bs_enqueue), true);
     coil_bench_ratio("jobs_process_rate_vs_beanstalkd", coil_bench_median(&f.process),
@@ -736,5 +741,6 @@ int coil_bench_jobs(int argc, char **argv) {
                      coil_bench_median(&f.bs_end_to_end), true);
     coil_bench_remove_tree(b.tmp);
     coil_bench_trap_signals(false);
-    return f.enqueue.n && f.end_to_end.n && f.crash_p50_ms > 0 && f.load.p99 > 0 ? 0 : 1;
+    return f.enqueue.n && f.end_to_end.n && f.crash_p50_ms > 0 && f.load.p99 > 0 && kinds ? 0
+                                                                                          : 1;
 }

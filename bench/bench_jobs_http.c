@@ -165,10 +165,12 @@ static bool client_send(coil_bench_burst *b, client *c) {
     } else {
         snprintf(path, sizeof path, "/jobs/%s", kind);
     }
+    const char *body = b->payload ? b->payload : "{}";
     int n = snprintf(req, sizeof req,
                      "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                     "Content-Length: 2\r\n\r\n{}",
-                     path);
+                     "Content-Length: %zu\r\n\r\n%s",
+                     path, strlen(body), body);
+    if (n < 0 || (size_t)n >= sizeof req) return false;
     if (!coil_bench_send_all(c->fd, req, (size_t)n)) return false;
     b->sent++;
     c->waiting = true;

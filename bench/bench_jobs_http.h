@@ -67,6 +67,7 @@ typedef struct coil_bench_burst {
     int total;                 /* jobs to enqueue */
     long long due_wall_ms;     /* > 0: every job asks to run at this wall-clock ms */
     const char *kind;          /* NULL: demo.noop */
+    const char *payload;       /* NULL: {} */
     /* If set, called with each 202's body (NUL-terminated) and the times
      * its request went out and its answer came in (monotonic s). */
     void (*on_202)(void *arg, const char *body, double sent_s, double answered_s);
@@ -81,5 +82,13 @@ typedef struct coil_bench_burst {
 /* Runs the burst. Returns true if every job was accepted (else says how
  * many were refused, and the first refusal). */
 bool coil_bench_run_burst(coil_bench_burst *b);
+
+/* ------------------------------------------------------------------ the kinds' figures */
+
+/* bench_jobs_kinds.c: the command kind's, the awaiting kind's and the
+ * per-kind limit's figures (`coil bench jobs`), each on a fresh coil serve
+ * (`exe`) with its data under `tmp`. `scale` divides the work (--quick).
+ * Returns false if a run failed. */
+bool coil_bench_jobs_kinds(const char *exe, const char *tmp, int scale, int rounds);
 
 #endif
