@@ -135,8 +135,10 @@ static PGresult *await_result(db_conn *c, int sent) {
 /* `sql` with each ? outside quotes and comments turned into $N, in
  * malloc'd memory; *count gets N. NULL on ENOMEM. */
 static char *placeholders(const char *sql, size_t *count) {
-    size_t len = strlen(sql), n = 0;
-    char *out = malloc(len * 4 + 1), *w = out;
+    size_t len = strlen(sql), n = 0, marks = 0;
+    for (const char *p = sql; *p; p++) marks += *p == '?';
+    size_t cap = len + marks * 21 + 1; /* a ? grows to $ and 20 digits at most */
+    char *out = malloc(cap), *w = out;
     if (!out) return NULL;
     char quote = 0;
     for (const char *p = sql; *p; p++) {
@@ -147,7 +149,7 @@ static char *placeholders(const char *sql, size_t *count) {
             quote = *p;
             *w++ = *p;
         } else if (*p == '?') {
-            w += sprintf(w, "$%zu", ++n);
+            w += snprintf(w, cap - (size_t)(w - out), "$%zu", ++n);
         } else {
             *w++ = *p;
         }

@@ -379,6 +379,13 @@ static void peer_text(coil_stream *s, char *out, size_t cap) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)cap);
 }
 
+/* Everything before arena_buf is zeroed, and the 4 KiB buffer is not: it
+ * must stay the last field. */
+_Static_assert(offsetof(coil__http_conn, arena_buf) +
+                       sizeof(((coil__http_conn *)0)->arena_buf) ==
+                   sizeof(coil__http_conn),
+               "arena_buf is coil__http_conn's last field");
+
 coil_result coil__http_conn_main(void *arg) {
     coil__http_worker *w = coil__http_current_worker;
     coil__http_conn *c = malloc(sizeof *c);

@@ -508,7 +508,7 @@ static void run_one(coil_jobs *j, sched_job *sj) {
     atomic_fetch_add(&j->stats.running, 1);
     int err = coil_pool_run(j->pool, sj->rec->kind, sj->rec->payload, sj->rec->payload_len,
                             &opts, &out);
-    atomic_fetch_sub(&j->stats.running, 1);
+    if (atomic_fetch_sub(&j->stats.running, 1) == 1) coil_event_set(&j->sched.idle);
     if (out.ran) /* an exponential average over about 8 jobs */
         j->sched.avg_run += j->sched.avg_run ? (out.run_ns - j->sched.avg_run) / 8 : out.run_ns;
     sj->scope = NULL;
@@ -581,6 +581,7 @@ int coil__sched_start(coil_jobs *j) {
     coil_event_init(&s->wake);
     coil_event_init(&s->recorded);
     coil_event_set(&s->recorded);
+    coil_event_init(&s->idle);
     size_t awaiting = coil__job_awaiting_places();
     s->window = j->cfg.pool.workers + awaiting + j->cfg.prefetch;
     snprintf(s->owner, sizeof s->owner, "pid:%d", (int)getpid());
@@ -625,6 +626,11 @@ static bool pool_idle(coil_jobs *j) { return atomic_load(&j->stats.running) == 0
 
 void coil__sched_stop(coil_jobs *j, coil_time grace) {
     coil__sched *s = &j->sched;
+    if (!s->runners) return; /* stopped already */
+    /* A cancelled stop still stops, and waits rather than spins: every
+     * wait below is shielded, and the grace is a deadline of its own. */
+    coil_scope shield;
+    coil_scope_enter_shielded(&shield, COIL_NEVER);
     s->stopping = true;
     coil_cancel(s->claimer);
     coil_join(s->claimer, NULL);
@@ -632,8 +638,13 @@ void coil__sched_stop(coil_jobs *j, coil_time grace) {
      * `stopping`); jobs in the pool get the grace to finish. */
     coil_queue_close(&s->ready);
     coil_queue_close(&s->ready_awaiting);
-    coil_time until = coil_now() + grace;
-    while (!pool_idle(j) && coil_now() < until) coil_sleep(COIL_MSEC(10));
+    coil_scope in_grace;
+    coil_scope_enter(&in_grace, coil_now() + grace);
+    while (!pool_idle(j)) {
+        coil_event_clear(&s->idle);
+        if (!pool_idle(j) && COIL__AT(coil_event_wait(&s->idle)) != 0) break; /* the grace */
+    }
+    coil_scope_exit(&in_grace);
     s->hard_stop = true;
     coil__list *it;
     coil__list_foreach(it, &s->active) {
@@ -641,10 +652,11 @@ void coil__sched_stop(coil_jobs *j, coil_time grace) {
         if (sj->scope) coil_scope_cancel(sj->scope);
     }
     for (size_t i = 0; i < s->nrunners; i++) coil_join(s->runners[i], NULL);
-    while (s->recording) coil_event_wait(&s->recorded);
+    while (s->recording) COIL__AT(coil_event_wait(&s->recorded));
     coil__store_unwatch(s->watcher);
     free(s->runners);
     s->runners = NULL; /* stopped: nothing left to dump */
     coil_queue_destroy(&s->ready);
     coil_queue_destroy(&s->ready_awaiting);
+    coil_scope_exit(&shield);
 }

@@ -75,6 +75,7 @@ typedef struct coil__sched {
     size_t nrunners, nplain;
     size_t recording;         /* recorder tasks alive */
     coil_event recorded;      /* set when recording drops to 0 */
+    coil_event idle;          /* set when no job is in a worker any more */
     bool stopping;            /* stop claiming; runners drain then exit */
     bool hard_stop;           /* stop jobs now; leave them running in the store */
     char owner[64];           /* lease owner written with each claim */

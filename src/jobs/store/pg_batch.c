@@ -95,7 +95,7 @@ static void lit_text(lit *l, const char *text) {
 static void lit_int(lit *l, int64_t v) {
     lit_sep(l);
     lit_room(l, 21);
-    if (!l->failed) l->len += (size_t)sprintf(l->s + l->len, "%lld", (long long)v);
+    if (!l->failed) l->len += (size_t)snprintf(l->s + l->len, 22, "%lld", (long long)v);
 }
 
 /* Bytes as hex digits (decode(x, 'hex') on the server): no quoting needed,

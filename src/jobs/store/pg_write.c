@@ -335,7 +335,8 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
      * as an array literal "{seq,seq,...}": at most 20 digits and a comma
      * each. */
     int64_t order[picked];
-    char *arr = malloc((size_t)picked * 21 + 3);
+    size_t cap = (size_t)picked * 21 + 3;
+    char *arr = malloc(cap);
     if (!arr) {
         PQclear(res);
         return -ENOMEM;
@@ -348,7 +349,7 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
         if (take && r->u.peek.max_bytes && bytes + b > r->u.peek.max_bytes) break;
         if (!limit_allows(r, room, PQgetvalue(res, i, 2))) continue; /* its kind is full */
         order[take] = coil__pg_int(res, i, 0);
-        len += (size_t)sprintf(arr + len, "%s%" PRId64, take ? "," : "", order[take]);
+        len += (size_t)snprintf(arr + len, cap - len, "%s%" PRId64, take ? "," : "", order[take]);
         take++;
         bytes += b;
     }

@@ -74,6 +74,13 @@ typedef enum coil__job_state {
     COIL__JOB_NSTATES
 } coil__job_state;
 
+/* The stores' SQL writes the states as these numbers ("state IN (0, 3)"),
+ * and the files on disk keep them: they never change. */
+_Static_assert(COIL__JOB_QUEUED == 0 && COIL__JOB_RUNNING == 1 && COIL__JOB_SUCCEEDED == 2 &&
+                   COIL__JOB_FAILED == 3 && COIL__JOB_CANCELLED == 4 && COIL__JOB_DEAD == 5 &&
+                   COIL__JOB_NSTATES == 6,
+               "the job states' numbers are in the stores' SQL and on disk");
+
 /* Longest kind name (bytes, without the NUL) and idempotency key. */
 #define COIL__JOB_KIND_MAX 63
 #define COIL__JOB_KEY_MAX 255

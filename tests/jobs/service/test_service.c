@@ -336,6 +336,57 @@ TEST(stop_gives_jobs_back_uncounted) {
     fx_rmtree(f.dir);
 }
 
+/* The scheduler's stop from a task that is cancelled already: it still
+ * waits for the running job through its grace, and waits rather than
+ * spins (its thread's CPU time stays far below the grace), and a second
+ * stop does nothing. */
+typedef struct cancelled_stop {
+    coil_jobs *jobs;
+    coil_time took, cpu;
+} cancelled_stop;
+
+static coil_time thread_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (coil_time)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static coil_result cancelled_stop_main(void *arg) {
+    cancelled_stop *c = arg;
+    coil_cancel(coil_current());
+    coil_time t0 = coil_now(), cpu0 = thread_cpu();
+    coil__sched_stop(c->jobs, COIL_MSEC(400));
+    c->took = coil_now() - t0;
+    c->cpu = thread_cpu() - cpu0;
+    coil__sched_stop(c->jobs, COIL_MSEC(400));
+    return coil_ok(NULL);
+}
+
+static coil_result start_long_job(void *arg) {
+    fixture *f = arg;
+    enqueue(f, 0, "s.sleep", "60000", 0, 0);
+    await_stats(f, (coil_jobs_stats){.running = 1});
+    return coil_ok(NULL);
+}
+
+TEST(a_cancelled_stop_waits_without_spinning) {
+    fixture f = {.dir = fx_tmpdir()};
+    coil_jobs_config jc;
+    coil_jobs_config_init(&jc);
+    jc.data_dir = f.dir;
+    jc.pool.workers = 1;
+    jc.log = false;
+    ASSERT_EQ(coil_jobs_start(&jc, &f.jobs), 0);
+    RUN_MAIN(start_long_job, &f);
+    cancelled_stop c = {.jobs = f.jobs};
+    coil_result r;
+    ASSERT_EQ(coil_call_sync(f.jobs->loop, cancelled_stop_main, &c, &r), 0);
+    ASSERT_GE(c.took, COIL_MSEC(350)); /* the grace, then the job was stopped */
+    ASSERT_LE(c.cpu, COIL_MSEC(150));  /* a 10 ms poll loop spinning would burn it all */
+    coil_jobs_stop(f.jobs);            /* the pool and the store; the scheduler is done */
+    fx_rmtree(f.dir);
+}
+
 TEST(start_refuses_bad_setups) {
     coil_jobs *jobs = NULL;
     coil_jobs_config jc;
