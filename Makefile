@@ -75,7 +75,7 @@ bench:
 
 # The HTTP parser under libFuzzer, ASan and UBSan, for FUZZ_TIME seconds,
 # from the seeds in fuzz/corpus/http (new finds go to build/fuzz/corpus).
-FUZZ_HTTP_SRC := fuzz/fuzz_http_parser.c src/http/parser.c src/http/request.c \
+FUZZ_HTTP_SRC := fuzz/fuzz_http_parser.c src/http/server/parser.c src/http/server/request.c \
                  /usr/share/llhttp/api.c /usr/share/llhttp/http.c /usr/share/llhttp/llhttp.c
 fuzz:
 	@scripts/deps fuzz

@@ -13,7 +13,7 @@
  *   make fuzz            builds it and runs it for FUZZ_TIME seconds (60)
  *                        over the seeds in fuzz/corpus/http/
  */
-#include "http/parser.h"
+#include "http/server/parser.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,12 +2,16 @@
  *
  * Two halves meet here:
  *
- *   the server core (server.c, conn.c, parser.c, request.c, response.c):
- *       listeners, one task per connection, llhttp parsing with limits,
- *       keep-alive and pipelining, writing responses, shutdown, stats;
- *   the application side (router.c, middleware.c, static.c): routes,
- *       middleware chains, blocking handlers on the thread pool, static
- *       files.
+ *   the server core (server/: server.c, conn.c, parser.c, request.c,
+ *       response.c, sendfile.c, stats.c): listeners, one task per
+ *       connection, llhttp parsing with limits, keep-alive and pipelining,
+ *       writing responses, shutdown, stats;
+ *   the application side (app/: router.c, middleware.c, blocking.c,
+ *       static.c, metrics.c): routes, middleware chains, blocking handlers
+ *       on the thread pool, static files, /metrics.
+ *
+ * The client (client/client.c) shares only the public API and this
+ * header's helpers.
  *
  * The core owns coil_http_server, coil_http_request and coil_http_response
  * and calls coil__http_dispatch() once per parsed request; the application

@@ -34,7 +34,7 @@ TEST(ps_lists_the_connection_tasks_with_their_file_and_line) {
     ASSERT_CONTAINS(r.out, "jobs claimer");
     const char *line = strstr(r.out, "http-conn");
     ASSERT(line != NULL);
-    ASSERT(strstr(line, "src/http/conn.c:") != NULL); /* where it waits */
+    ASSERT(strstr(line, "src/http/server/conn.c:") != NULL); /* where it waits */
     serve_ran_free(&r);
     /* By pid, as a tree, and as the server's JSON. */
     char pid[16];
