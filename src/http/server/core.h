@@ -176,6 +176,11 @@ extern _Thread_local coil__http_worker *coil__http_current_worker;
 /* The task of one accepted connection (a coil_stream *), spawned into the
  * current worker's conns group. */
 coil_result coil__http_conn_main(void *arg);
+
+/* background.c: lets the request's background work start (the response is
+ * out, or the connection is gone); the work's task owns the gate from
+ * then on. Does not suspend. */
+void coil__http_open_gate(coil__http_conn *c);
 /* Answers 503 on `s` and closes it, in a task of its own. Takes `s`. */
 void coil__http_reject(coil__http_worker *w, coil_stream *s);
 /* The worker's sweeper: closes connections idle for idle_timeout. Runs
