@@ -9,7 +9,7 @@ DATA    ?= ./var
 FUZZ    := build/fuzz
 FUZZ_TIME ?= 60
 
-.PHONY: all deps build run test test-asan test-tsan soak bench examples install clean fuzz
+.PHONY: all deps build run test test-asan test-tsan test-faults soak bench examples install clean fuzz
 
 all: build
 
@@ -45,6 +45,16 @@ test-tsan:
 	$(CMAKE) --build $(TSAN) -j $(JOBS)
 	cd $(TSAN) && TSAN_OPTIONS="atexit_sleep_ms=0 suppressions=$(CURDIR)/tests/tsan.supp $$TSAN_OPTIONS" \
 	  ctest --output-on-failure -j $(JOBS) --timeout 300 -L threads
+
+# Allocation-failure injection (tests/faults): every allocation of each
+# scenario is failed in turn, under ASan+UBSan. make test runs an even
+# subset of about 120 runs a scenario.
+test-faults:
+	@scripts/deps test
+	$(CMAKE) -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=Debug -DCOIL_SANITIZE="address;undefined"
+	$(CMAKE) --build $(ASAN) -j $(JOBS)
+	cd $(ASAN) && COIL_FAULTS_FULL=1 COIL_TEST_TIMEOUT=3600 ctest --output-on-failure -j $(JOBS) \
+	  --timeout 3600 -L faults
 
 # The job system's soak test, SOAK_ROUNDS rounds under ASan+UBSan and then
 # under TSan (make test runs 2 of them). A failing round prints its seed:

@@ -73,6 +73,7 @@ typedef struct client {
     uv_timer_t timer;         /* curl's timeout (CURLMOPT_TIMERFUNCTION) */
     uv_async_t keepalive;     /* referenced while inflight > 0 */
     size_t inflight;          /* easy handles added to multi */
+    coil__list xfers;         /* their xfers (xfer.link) */
     coil__list sockets;       /* every client_socket not yet closing */
     unsigned open_handles;    /* libuv handles whose close callback is due */
     bool closing;             /* the close hook ran: free at open_handles == 0 */
@@ -98,6 +99,7 @@ typedef struct xfer {
     CURLU *url;                   /* parsed URL, handed to curl (CURLOPT_CURLU) */
     struct curl_slist *headers;   /* request headers, NULL if none */
     bool in_multi;                /* easy is added to c->multi */
+    coil__list link;              /* in c->xfers while in_multi */
     CURLcode code;                /* curl's result, once done */
     char *body;                   /* response body so far (malloc'd, NUL-terminated) */
     size_t len, cap;              /* bytes in body, bytes allocated */
@@ -133,6 +135,7 @@ static void xfer_remove(xfer *x) {
     if (!x->in_multi) return;
     curl_multi_remove_handle(x->c->multi, x->easy);
     x->in_multi = false;
+    coil__list_remove(&x->link);
     x->c->inflight--;
     keepalive_update(x->c);
 }
@@ -151,6 +154,20 @@ static void client_collect(client *c) {
         COIL_ASSERT(x && x->in_multi && x->easy == msg->easy_handle);
         xfer_remove(x);
         x->code = code;
+        coil__wake(x->task, 0);
+    }
+}
+
+/* After curl_multi_socket_action() failed as a whole (CURLM_OUT_OF_MEMORY:
+ * an allocation inside curl's multi handle): its transfers may never be
+ * reported done, so each one ends now, out of memory, rather than waiting
+ * for ever. */
+static void client_failed(client *c, CURLMcode mc) {
+    if (mc == CURLM_OK) return;
+    while (!coil__list_empty(&c->xfers)) {
+        xfer *x = COIL_CONTAINER_OF(c->xfers.next, xfer, link);
+        xfer_remove(x);
+        x->code = mc == CURLM_OUT_OF_MEMORY ? CURLE_OUT_OF_MEMORY : CURLE_FAILED_INIT;
         coil__wake(x->task, 0);
     }
 }
@@ -190,13 +207,14 @@ static void poll_cb(uv_poll_t *h, int status, int events) {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
     int running;
-    curl_multi_socket_action(c->multi, cs->fd, flags, &running);
+    CURLMcode mc = curl_multi_socket_action(c->multi, cs->fd, flags, &running);
     /* libuv stops a poll handle that reported an error. If curl still
      * wants the socket (it did not remove it), watch it again: curl, not
      * libuv, decides what a socket error means for the transfer. cs is
      * still allocated: a close only frees it in a later callback. */
     if (status < 0 && !cs->closing && cs->events) uv_poll_start(&cs->poll, cs->events, poll_cb);
     client_collect(c);
+    client_failed(c, mc);
 }
 
 static client_socket *socket_open(client *c, curl_socket_t fd) {
@@ -240,8 +258,9 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 static void timer_fire(uv_timer_t *t) {
     client *c = t->data;
     int running;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    CURLMcode mc = curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     client_collect(c);
+    client_failed(c, mc);
 }
 
 /* CURLMOPT_TIMERFUNCTION: curl's one timeout, -1 to stop it. Runs inside
@@ -287,6 +306,7 @@ static int client_new(coil_loop *loop, client **out) {
     c->magic = COIL__CLIENT_MAGIC;
     c->loop = loop;
     coil__list_init(&c->sockets);
+    coil__list_init(&c->xfers);
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
@@ -543,6 +563,7 @@ int coil_http_fetch(const coil_http_client_request *rq, coil_http_client_respons
         goto done;
     }
     x.in_multi = true;
+    coil__list_push_back(&x.c->xfers, &x.link);
     x.c->inflight++;
     keepalive_update(x.c);
     err = coil__park(&x.wait);

@@ -406,9 +406,13 @@ static int seed_rng(coil__store *s) {
 /* An SQLite code or an errno-style code from the steps above, as errno. */
 static int open_err(coil__store *s, int rc) {
     if (rc < 0) return rc;
-    int err = coil__sqlite_err(coil__sq(s)->db, rc);
-    coil__log("job store: cannot open %s: %s", coil__sq(s)->db_path,
-              coil__sq(s)->db ? sqlite3_errmsg(coil__sq(s)->db) : sqlite3_errstr(rc));
+    sqlite3 *db = coil__sq(s)->db;
+    int err = coil__sqlite_err(db, rc);
+    /* The handle's message, if it still holds this failure (a failed
+     * prepare under memory pressure may leave "not an error" there). */
+    const char *why = db && sqlite3_errcode(db) != SQLITE_OK ? sqlite3_errmsg(db)
+                                                             : sqlite3_errstr(rc);
+    coil__log("job store: cannot open %s: %s", coil__sq(s)->db_path, why);
     return err;
 }
 

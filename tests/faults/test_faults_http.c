@@ -1,0 +1,131 @@
+/* tests/faults/test_faults_http.c: the HTTP server under allocation failure
+ * (COIL_TEST_ALLOC_FAULTS): a server on a thread of its own, with a route
+ * that answers JSON and one that streams chunks, and a raw client that
+ * sends a GET, two pipelined requests, a POST with a body and a malformed
+ * request, each on a connection of its own; then coil's client (libcurl on
+ * a loop of this thread) GETs and POSTs. Whatever allocation fails, each
+ * request gets an answer, an error or a closed connection, the server
+ * stops when told, and nothing leaks. */
+#include "faults/alloc_faults.h"
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <coil/coil.h>
+#include <errno.h>
+#include <stdio.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static int h_json(coil_http_request *req, coil_http_response *res, void *arg) {
+    (void)req, (void)arg;
+    return coil_http_respond_json(res, 200, "{\"ok\":true}");
+}
+
+static int h_echo(coil_http_request *req, coil_http_response *res, void *arg) {
+    (void)arg;
+    size_t len;
+    const void *body = coil_http_body(req, &len);
+    return coil_http_respond(res, 200, "application/octet-stream", body, len);
+}
+
+static int h_chunks(coil_http_request *req, coil_http_response *res, void *arg) {
+    (void)req, (void)arg;
+    int err = coil_http_begin_chunked(res, 200, "text/plain");
+    for (int i = 0; i < 3 && !err; i++) err = coil_http_write_chunk(res, "chunk\n", 6);
+    return err ? err : coil_http_end_chunked(res);
+}
+
+typedef struct server {
+    coil_http_server *srv;
+    int result;
+    atomic_bool returned;
+} server;
+
+static void *serve(void *arg) {
+    server *s = arg;
+    s->result = coil_http_server_run(s->srv);
+    atomic_store(&s->returned, true);
+    return NULL;
+}
+
+/* Sends `req` on a new connection and reads until the server closes it or
+ * 2 s pass without a byte. Returns the bytes read, or -1 if it could not
+ * connect. */
+static ssize_t exchange(int port, const char *req) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    ssize_t sent = write(fd, req, strlen(req));
+    (void)sent;
+    shutdown(fd, SHUT_WR); /* the server answers, then sees the end */
+    char buf[4096];
+    ssize_t total = 0, n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) total += n;
+    close(fd);
+    return total;
+}
+
+/* coil's client against the server: a GET and a POST. Their errors are
+ * the client's clean answers to a failed allocation. */
+static coil_result client_main(void *arg) {
+    int port = *(int *)arg;
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/json", port);
+    coil_http_client_response r;
+    if (coil_http_get(url, &r) == 0) coil_http_client_response_free(&r);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/echo", port);
+    coil_http_client_request post = {.method = "POST", .url = url, .body = "hello", .body_len = 5};
+    if (coil_http_fetch(&post, &r) == 0) coil_http_client_response_free(&r);
+    return coil_ok(NULL);
+}
+
+static int http_scenario(void *arg) {
+    (void)arg;
+    coil_http_config cfg;
+    coil_http_config_init(&cfg);
+    cfg.host = "127.0.0.1";
+    cfg.port = 0;
+    cfg.workers = 1;
+    cfg.access_log = false;
+    cfg.handle_signals = false;
+    server s = {.srv = coil_http_server_new(&cfg)};
+    if (!s.srv) return -ENOMEM;
+    int err = coil_http_route(s.srv, "GET", "/json", h_json, NULL, 0);
+    if (!err) err = coil_http_route(s.srv, "POST", "/echo", h_echo, NULL, 0);
+    if (!err) err = coil_http_route(s.srv, "GET", "/chunks", h_chunks, NULL, 0);
+    pthread_t t;
+    if (!err && pthread_create(&t, NULL, serve, &s) != 0) err = -EAGAIN;
+    if (err) {
+        coil_http_server_free(s.srv);
+        return err;
+    }
+    int port = -EAGAIN;
+    while ((port = coil_http_server_port(s.srv)) == -EAGAIN && !atomic_load(&s.returned))
+        usleep(500);
+    if (port > 0) {
+        exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\n\r\n");
+        exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\n\r\nGET /chunks HTTP/1.1\r\nHost: x\r\n\r\n");
+        exchange(port, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+        exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n");
+        coil_run(client_main, &port, NULL);
+    }
+    coil_http_server_stop(s.srv);
+    pthread_join(t, NULL);
+    coil_http_server_free(s.srv);
+    return s.result; /* 0, or why it could not serve */
+}
+
+TEST(http_server_ends_cleanly_whichever_allocation_fails) {
+    coil_faults_sweep("http", http_scenario, NULL);
+}
