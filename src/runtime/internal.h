@@ -121,7 +121,14 @@ typedef struct coil__waiter {
 
 typedef struct coil__locals coil__locals;
 
+/* coil_task.magic: a live task, and one freed (its stack back in the
+ * pool, where the struct's memory stays mapped until the slot is reused). */
+#define COIL__TASK_LIVE 0x7a5c11feu
+#define COIL__TASK_FREED 0xdead7a5cu
+
 struct coil_task {
+    uint32_t magic;          /* COIL__TASK_LIVE, COIL__TASK_FREED once freed */
+    uint32_t generation;     /* tasks this stack slot held before this one */
     coil__fctx ctx;          /* saved context while not running */
     coil_task *next_ready;   /* run-queue link */
     coil_loop *loop;         /* owning loop, never changes */

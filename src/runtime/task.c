@@ -125,7 +125,12 @@ coil_task *coil__spawn(coil_loop *loop, const coil_spawn_opts *opts, coil_fn fn,
     }
     coil_task *t = (coil_task *)(stack.top - sizeof(coil_task));
     t = (coil_task *)((uintptr_t)t & ~(uintptr_t)63);
+    /* A pooled stack's slot held a task before: count it. (A fresh mapping
+     * reads as zeros.) */
+    uint32_t generation = t->magic == COIL__TASK_FREED ? t->generation + 1 : 0;
     memset(t, 0, sizeof *t);
+    t->magic = COIL__TASK_LIVE;
+    t->generation = generation;
     t->stack = stack;
     t->loop = loop;
     t->fn = fn;
@@ -186,10 +191,32 @@ void coil__task_free(coil_task *t) {
     COIL_ASSERT(t->state == COIL__DONE);
     coil__list_remove(&t->all_link);
     coil__context_destroy(t);
+    t->magic = COIL__TASK_FREED;
     coil__stack_put(loop->stacks, &t->stack);
 }
 
 /* ------------------------------------------------------------------ handles */
+
+/* A handle passed to coil_join, coil_detach or coil_cancel must name a
+ * task that has not been freed: one joined, or detached and finished, is
+ * gone, and its slot may already hold another task. Caught here while the
+ * slot is free (a handle reused after the slot was taken again names the
+ * new task: the handle is a plain pointer). Reports the call and its site,
+ * then aborts. */
+static void check_handle(const coil_task *t, const char *call) {
+    if (t && t->magic == COIL__TASK_LIVE) return;
+    const char *what = !t                              ? "a NULL task handle"
+                       : t->magic == COIL__TASK_FREED ? "its task was freed"
+                                                      : "not a task handle";
+    char site[300] = "";
+    if (coil__site.file)
+        snprintf(site, sizeof site, ", called at %s:%d", coil__site.file, coil__site.line);
+    fprintf(stderr,
+            "coil: %s(%p): %s%s; a handle is good for one coil_join or coil_detach, and for "
+            "coil_cancel until then\n",
+            call, (const void *)t, what, site);
+    abort();
+}
 
 typedef struct join_wait {
     coil__wait wait;
@@ -204,6 +231,7 @@ static bool join_wait_interrupt(coil__wait *w, int err) {
 }
 
 int coil_join(coil_task *t, coil_result *out) {
+    check_handle(t, "coil_join");
     coil_task *self = coil__running();
     COIL_ASSERT(self && t && t != self && t->loop == self->loop);
     COIL_ASSERT(!t->joined && !t->detached && !t->group && !t->joiner);
@@ -230,6 +258,7 @@ int coil_join(coil_task *t, coil_result *out) {
 }
 
 void coil_detach(coil_task *t) {
+    check_handle(t, "coil_detach");
     COIL_ASSERT(t && !t->joined && !t->detached && !t->group);
     t->detached = true;
     if (t->state == COIL__DONE) {
@@ -239,7 +268,9 @@ void coil_detach(coil_task *t) {
 }
 
 void coil_cancel(coil_task *t) {
-    if (!t || t->state == COIL__DONE || t->cancelled) return;
+    if (!t) return;
+    check_handle(t, "coil_cancel");
+    if (t->state == COIL__DONE || t->cancelled) return;
     t->cancelled = true;
     coil__propagate_cancel(t);
 }

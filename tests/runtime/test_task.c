@@ -1,6 +1,10 @@
 /* tests/runtime/test_task.c: spawn, join, detach, cancel, yield. */
 #include "test.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 static coil_result add_one(void *arg) { return coil_ok((void *)((intptr_t)arg + 1)); }
 
 static coil_result spawn_join_main(void *arg) {
@@ -270,3 +274,48 @@ static coil_result run_next_main(void *arg) {
 }
 
 TEST(run_next_goes_first) { RUN_MAIN(run_next_main, NULL); }
+
+/* A handle used after its task was joined (and freed) is caught: the call
+ * names itself and its site, and the process aborts, rather than acting on
+ * whatever the slot holds. Run in a child, whose stderr is read back. */
+static coil_result nothing(void *arg) {
+    (void)arg;
+    return coil_ok(NULL);
+}
+
+static coil_result stale_main(void *arg) {
+    (void)arg;
+    coil_task *t = coil_spawn(nothing, NULL);
+    ASSERT(t != NULL);
+    ASSERT_EQ(coil_join(t, NULL), 0);
+    coil_join(t, NULL); /* the stale use */
+    return coil_ok(NULL);
+}
+
+TEST(a_stale_handle_is_caught) {
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        coil_run(stale_main, NULL, NULL);
+        _exit(0); /* not reached: the stale join aborts */
+    }
+    close(fds[1]);
+    char buf[1024] = "";
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof buf - 1 && (n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    close(fds[0]);
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    ASSERT_CONTAINS(buf, "coil: coil_join(");
+    ASSERT_CONTAINS(buf, "its task was freed");
+    ASSERT_CONTAINS(buf, "called at tests/runtime/test_task.c:");
+}
