@@ -9,7 +9,7 @@ DATA    ?= ./var
 FUZZ    := build/fuzz
 FUZZ_TIME ?= 60
 
-.PHONY: all deps build run test test-asan test-tsan test-faults soak bench examples install clean fuzz
+.PHONY: all deps build run test test-asan test-tsan test-faults soak bench examples install clean fuzz fuzz-conn
 
 all: build
 
@@ -94,6 +94,22 @@ fuzz:
 	  -D_GNU_SOURCE -DCOIL_BUILDING=1 -Iinclude -Isrc -I/usr/share/include/llhttp \
 	  $(FUZZ_HTTP_SRC) -o $(FUZZ)/fuzz_http_parser
 	$(FUZZ)/fuzz_http_parser -max_total_time=$(FUZZ_TIME) -timeout=10 $(FUZZ)/corpus fuzz/corpus/http
+
+# The HTTP connection (conn.c through a socketpair, with a server's
+# handlers behind it) under libFuzzer, ASan and UBSan: FUZZ_RUNS inputs, or
+# FUZZ_TIME seconds if FUZZ_RUNS is 0 (fuzz/fuzz_http_conn.c).
+FUZZ_RUNS ?= 0
+FUZZ_CONN_SRC := fuzz/fuzz_http_conn.c $(wildcard src/runtime/*.c src/io/*.c src/http/*/*.c) \
+                 /usr/share/llhttp/api.c /usr/share/llhttp/http.c /usr/share/llhttp/llhttp.c
+fuzz-conn:
+	@scripts/deps fuzz
+	@mkdir -p $(FUZZ)/corpus-conn
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  -D_GNU_SOURCE -DCOIL_BUILDING=1 -Iinclude -Isrc -I/usr/share/include/llhttp \
+	  $(FUZZ_CONN_SRC) -o $(FUZZ)/fuzz_http_conn -luv -lcurl -ljansson \
+	  /usr/lib/x86_64-linux-gnu/libboost_context.a -lunwind -lpthread -lm
+	$(FUZZ)/fuzz_http_conn $(if $(filter-out 0,$(FUZZ_RUNS)),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_TIME)) \
+	  -timeout=10 $(FUZZ)/corpus-conn fuzz/corpus/conn
 
 examples: build
 
