@@ -242,6 +242,10 @@ typedef struct coil_http_client_response {
     char *body;          /* NUL-terminated (may also contain NULs), malloc'd */
     size_t body_len;
     char *content_type;  /* malloc'd or NULL */
+    char *headers;       /* the final response's header lines, "Name: value\r\n"
+                            each, NUL-terminated (malloc'd): coil_http_client_header */
+    char *url;           /* where the response came from, after redirects (malloc'd) */
+    int redirects;       /* redirects followed to get there */
 } coil_http_client_response;
 
 typedef struct coil_http_client_request {
@@ -253,6 +257,12 @@ typedef struct coil_http_client_request {
     coil_time timeout;         /* whole request; 0: 30 s. Deadline scopes also apply */
     size_t max_body;           /* bytes of response body at most; past them the
                                   request fails with -EMSGSIZE. 0: no limit */
+    int max_redirects;         /* redirects followed at most (http and https
+                                  only); past them -ELOOP. 0: 10; -1: none (a
+                                  3xx is then the response) */
+    bool insecure;             /* do not verify the server's TLS certificate
+                                  and name. Off by default; each request that
+                                  turns it on is logged */
 } coil_http_client_request;
 
 /* Performs a request through the calling loop's client (a libcurl multi
@@ -266,7 +276,23 @@ typedef struct coil_http_client_request {
 COIL_EXTERN int coil_http_fetch(const coil_http_client_request *rq, coil_http_client_response *out);
 /* GET `url`. Suspends. */
 COIL_EXTERN int coil_http_get(const char *url, coil_http_client_response *out);
-/* Frees the body and content type and zeroes *r. NULL is fine. */
+/* The value of the response header `name` (any case), the first if it
+ * came more than once: a pointer into r->headers and its length in *len
+ * (not NUL-terminated). NULL if the response has no such header. */
+COIL_EXTERN const char *coil_http_client_header(const coil_http_client_response *r,
+                                                const char *name, size_t *len);
+/* resp.json(): parses the body as JSON into *doc (a jansson json_t *, the
+ * caller's reference: json_decref it). Returns 0, or -EBADMSG with what is
+ * wrong and where in `why` (cap bytes) for a body that is not JSON. */
+COIL_EXTERN int coil_http_client_json(const coil_http_client_response *r, void **doc, char *why,
+                                      size_t cap);
+/* raise_for_status(): 0 for a status below 400; else the status as an
+ * error: 400 -EINVAL, 401 and 403 -EACCES, 404 and 410 -ENOENT, 405
+ * -EOPNOTSUPP, 408 and 504 -ETIMEDOUT, 409 -EEXIST, 413 -EMSGSIZE, 429 and
+ * 503 -EAGAIN, 501 -ENOSYS, another 4xx -EPROTO, another 5xx -EREMOTEIO. */
+COIL_EXTERN int coil_http_client_status_error(const coil_http_client_response *r);
+/* Frees the body, content type, headers and URL and zeroes *r. NULL is
+ * fine. */
 COIL_EXTERN void coil_http_client_response_free(coil_http_client_response *r);
 
 /* Site-recording wrappers (see runtime.h). */

@@ -4,7 +4,9 @@
  * Every URL is checked against the allowlist first, so that a payload with
  * one forbidden URL fetches nothing. Then one task per image (coil_gather)
  * GETs it with coil's HTTP client on the worker's loop, with the body
- * bounded and the deadline of the whole download as a scope. The first
+ * bounded, no redirect followed (it could lead past the allowlist; a 3xx
+ * fails like any answer but 200), and the deadline of the whole download
+ * as a scope. The first
  * failure, in the payload's order, names its image. A body is decoded
  * from memory with cairo's PNG reader, which checks the signature and the
  * data; the size is checked after.
@@ -74,7 +76,9 @@ static int decode(fetch *f, const char *body, size_t len) {
 
 static coil_result fetch_one(void *arg) {
     fetch *f = arg;
-    coil_http_client_request rq = {.url = f->url, .max_body = COIL_APP_REPORT_IMAGE_BYTES_MAX};
+    /* No redirects: a 3xx could point anywhere, past the allowlist. */
+    coil_http_client_request rq = {.url = f->url, .max_body = COIL_APP_REPORT_IMAGE_BYTES_MAX,
+                                   .max_redirects = -1};
     coil_http_client_response res;
     int err = coil_http_fetch(&rq, &res);
     if (err == -EMSGSIZE) {

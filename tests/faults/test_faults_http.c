@@ -22,7 +22,7 @@
 
 static int h_json(coil_http_request *req, coil_http_response *res, void *arg) {
     (void)req, (void)arg;
-    return coil_http_respond_json(res, 200, "{\"ok\":true}");
+    return coil_http_respond(res, 200, "application/json", "{\"ok\":true}", 11);
 }
 
 static int h_echo(coil_http_request *req, coil_http_response *res, void *arg) {

@@ -52,6 +52,7 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,7 @@ enum {
     CLIENT_MAX_CONNECTIONS = 64, /* open connections per loop; more requests queue */
     CLIENT_MAX_IDLE = 64,        /* idle connections the pool keeps */
     DEFAULT_TIMEOUT_MS = 30000,  /* rq->timeout == 0 */
+    DEFAULT_REDIRECTS = 10,      /* rq->max_redirects == 0 */
     BODY_MIN_CAP = 1024,         /* first allocation of a response body */
 };
 
@@ -106,6 +108,9 @@ typedef struct xfer {
     bool oom;                     /* a body allocation failed */
     size_t max_body;              /* rq->max_body */
     bool too_big;                 /* the body went past it */
+    char *hdrs;                   /* the latest response's header lines (malloc'd) */
+    size_t hlen, hcap;
+    bool hdrs_oom;                /* a header line did not fit in memory */
 } xfer;
 
 /* The client of the loop running on this thread, or NULL. */
@@ -371,6 +376,34 @@ oom:
     return 0; /* not n: curl fails the transfer with CURLE_WRITE_ERROR */
 }
 
+/* CURLOPT_HEADERFUNCTION: one header line at a time, status lines too.
+ * A status line starts a response (the next one after a redirect or a
+ * 100 Continue): the lines kept are the final response's. */
+static size_t header_cb(char *line, size_t size, size_t n, void *userdata) {
+    xfer *x = userdata;
+    size_t len = size * n; /* size is always 1 */
+    if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+        x->hlen = 0;
+        return len;
+    }
+    if (len <= 2) return len; /* the blank line that ends the block */
+    if (x->hcap - x->hlen <= len) {
+        size_t cap = x->hcap ? x->hcap * 2 : 1024;
+        while (cap - x->hlen <= len) cap *= 2;
+        char *p = realloc(x->hdrs, cap);
+        if (!p) {
+            x->hdrs_oom = true;
+            return 0; /* curl fails the transfer: CURLE_WRITE_ERROR */
+        }
+        x->hdrs = p;
+        x->hcap = cap;
+    }
+    memcpy(x->hdrs + x->hlen, line, len);
+    x->hlen += len;
+    x->hdrs[x->hlen] = '\0';
+    return len;
+}
+
 /* An HTTP token (RFC 9110 tchar), as methods are. */
 static bool is_token(const char *s) {
     if (!*s) return false;
@@ -473,6 +506,22 @@ static int xfer_setup(xfer *x, const coil_http_client_request *rq) {
     curl_easy_setopt(e, CURLOPT_USERAGENT, "coil/" COIL_VERSION_STRING);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, body_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    if (rq->max_redirects >= 0) {
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(e, CURLOPT_MAXREDIRS,
+                         (long)(rq->max_redirects ? rq->max_redirects : DEFAULT_REDIRECTS));
+    }
+    if (rq->insecure) {
+        char *host = NULL;
+        curl_url_get(x->url, CURLUPART_HOST, &host, 0);
+        coil__log("http client: TLS certificate verification is off for a request to %s",
+                  host ? host : "?");
+        curl_free(host);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)(void *)x);
     return 0;
 }
@@ -482,6 +531,7 @@ static void xfer_cleanup(xfer *x) {
     if (x->url) curl_url_cleanup(x->url);
     curl_slist_free_all(x->headers);
     free(x->body);
+    free(x->hdrs);
 }
 
 /* ------------------------------------------------------------------ results */
@@ -503,7 +553,9 @@ static int map_error(const xfer *x) {
     case CURLE_OUT_OF_MEMORY:
         return -ENOMEM;
     case CURLE_WRITE_ERROR:
-        return x->too_big ? -EMSGSIZE : x->oom ? -ENOMEM : -EIO;
+        return x->too_big ? -EMSGSIZE : x->oom || x->hdrs_oom ? -ENOMEM : -EIO;
+    case CURLE_TOO_MANY_REDIRECTS:
+        return -ELOOP;
     case CURLE_COULDNT_CONNECT:
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
@@ -522,20 +574,24 @@ static int map_error(const xfer *x) {
 
 /* Moves the response out of the finished transfer into *out. */
 static int take_response(xfer *x, coil_http_client_response *out) {
-    long status = 0;
-    char *type = NULL;
+    long status = 0, redirects = 0;
+    char *type = NULL, *url = NULL;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &type);
-    if (type && !(out->content_type = strdup(type))) return -ENOMEM;
-    if (!x->body && !(x->body = calloc(1, 1))) {
-        free(out->content_type);
-        out->content_type = NULL;
+    curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
+    curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_COUNT, &redirects);
+    if ((type && !(out->content_type = strdup(type))) || (url && !(out->url = strdup(url))) ||
+        (!x->body && !(x->body = calloc(1, 1))) || (!x->hdrs && !(x->hdrs = calloc(1, 1)))) {
+        coil_http_client_response_free(out);
         return -ENOMEM;
     }
     out->status = (int)status;
+    out->redirects = (int)redirects;
     out->body = x->body;
     out->body_len = x->len;
+    out->headers = x->hdrs;
     x->body = NULL;
+    x->hdrs = NULL;
     return 0;
 }
 
@@ -584,5 +640,55 @@ void coil_http_client_response_free(coil_http_client_response *r) {
     if (!r) return;
     free(r->body);
     free(r->content_type);
+    free(r->headers);
+    free(r->url);
     memset(r, 0, sizeof *r);
+}
+
+const char *coil_http_client_header(const coil_http_client_response *r, const char *name,
+                                    size_t *len) {
+    if (!r || !r->headers || !name) return NULL;
+    size_t n = strlen(name);
+    for (const char *line = r->headers; *line;) {
+        const char *end = strstr(line, "\r\n");
+        if (!end) end = line + strlen(line);
+        if ((size_t)(end - line) > n && line[n] == ':' && strncasecmp(line, name, n) == 0) {
+            const char *v = line + n + 1;
+            while (v < end && (*v == ' ' || *v == '\t')) v++;
+            const char *e = end;
+            while (e > v && (e[-1] == ' ' || e[-1] == '\t')) e--;
+            if (len) *len = (size_t)(e - v);
+            return v;
+        }
+        line = *end ? end + 2 : end;
+    }
+    return NULL;
+}
+
+int coil_http_client_json(const coil_http_client_response *r, void **doc, char *why, size_t cap) {
+    if (!r || !doc) return -EINVAL;
+    json_error_t jerr;
+    json_t *d = json_loadb(r->body ? r->body : "", r->body_len, JSON_DECODE_ANY, &jerr);
+    *doc = d;
+    if (d) return 0;
+    if (why && cap) snprintf(why, cap, "the body is not JSON: line %d, column %d: %s", jerr.line,
+                             jerr.column, jerr.text);
+    return -EBADMSG;
+}
+
+int coil_http_client_status_error(const coil_http_client_response *r) {
+    int st = r ? r->status : 0;
+    if (st < 400) return 0;
+    switch (st) {
+    case 400: return -EINVAL;
+    case 401: case 403: return -EACCES;
+    case 404: case 410: return -ENOENT;
+    case 405: return -EOPNOTSUPP;
+    case 408: case 504: return -ETIMEDOUT;
+    case 409: return -EEXIST;
+    case 413: return -EMSGSIZE;
+    case 429: case 503: return -EAGAIN;
+    case 501: return -ENOSYS;
+    default: return st < 500 ? -EPROTO : -EREMOTEIO;
+    }
 }

@@ -22,11 +22,19 @@
  */
 #include "test.h"
 
+#include <jansson.h>
+
 #include <coil/http.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <strings.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 
 /* ------------------------------------------------------------------ the responder */
 
@@ -743,6 +751,47 @@ static int h_proxy(coil_http_request *req, coil_http_response *res, void *arg) {
     return coil_http_respond_text(res, 200, text);
 }
 
+/* /hop?n=N: 302 to /hop?n=N-1, and /hop?n=0 answers "landed". /loop: 302
+ * to itself. */
+static int h_hop(coil_http_request *req, coil_http_response *res, void *arg) {
+    (void)arg;
+    char buf[16];
+    long n = 0;
+    if (coil_http_query_param(req, "n", buf, sizeof buf) > 0) n = strtol(buf, NULL, 10);
+    if (n <= 0) return coil_http_respond_text(res, 200, "landed");
+    char next[32];
+    snprintf(next, sizeof next, "/hop?n=%ld", n - 1);
+    coil_http_set_header(res, "Location", next);
+    return coil_http_respond_text(res, 302, "moved");
+}
+
+static int h_loop(coil_http_request *req, coil_http_response *res, void *arg) {
+    (void)req, (void)arg;
+    coil_http_set_header(res, "Location", "/loop");
+    return coil_http_respond_text(res, 302, "again");
+}
+
+/* /doc: JSON with headers of its own; /notdoc: not JSON. */
+static int h_doc(coil_http_request *req, coil_http_response *res, void *arg) {
+    (void)req, (void)arg;
+    coil_http_set_header(res, "X-Planet", "  Tatooine ");
+    coil_http_set_header(res, "X-Count", "2");
+    return coil_http_respond(res, 200, "application/json", "{\"name\": \"Luke\", \"n\": 1}", 24);
+}
+
+static int h_notdoc(coil_http_request *req, coil_http_response *res, void *arg) {
+    (void)req, (void)arg;
+    return coil_http_respond(res, 200, "application/json", "{\"name\": ", 9);
+}
+
+/* /status?code=N: answers N. */
+static int h_status(coil_http_request *req, coil_http_response *res, void *arg) {
+    (void)arg;
+    char buf[16] = "200";
+    coil_http_query_param(req, "code", buf, sizeof buf);
+    return coil_http_respond_text(res, (int)strtol(buf, NULL, 10), "as asked");
+}
+
 static void *real_server_thread(void *arg) {
     real_server *s = arg;
     s->run_err = coil_http_server_run(s->srv);
@@ -766,6 +815,11 @@ static void real_server_start(real_server *s) {
     ASSERT_EQ(coil_http_route(s->srv, "GET", "/header", h_header, s, 0), 0);
     ASSERT_EQ(coil_http_route(s->srv, "GET", "/sleep", h_sleep, s, 0), 0);
     ASSERT_EQ(coil_http_route(s->srv, "GET", "/proxy", h_proxy, s, 0), 0);
+    ASSERT_EQ(coil_http_route(s->srv, "GET", "/hop", h_hop, s, 0), 0);
+    ASSERT_EQ(coil_http_route(s->srv, "GET", "/loop", h_loop, s, 0), 0);
+    ASSERT_EQ(coil_http_route(s->srv, "GET", "/doc", h_doc, s, 0), 0);
+    ASSERT_EQ(coil_http_route(s->srv, "GET", "/notdoc", h_notdoc, s, 0), 0);
+    ASSERT_EQ(coil_http_route(s->srv, "GET", "/status", h_status, s, 0), 0);
     ASSERT_EQ(pthread_create(&s->thread, NULL, real_server_thread, s), 0);
     for (int i = 0; i < 10000 && (s->port = coil_http_server_port(s->srv)) <= 0; i++)
         usleep(1000);
@@ -874,6 +928,76 @@ static void server_basics(real_server *s) {
 
 TEST(server_basics) { run_with_server(server_basics); }
 
+/* Redirects are followed, up to a limit, and not at all when asked. */
+static void server_redirects(real_server *s) {
+    char url[128];
+    coil_http_client_response res;
+    real_url(s, "/hop?n=3", url, sizeof url);
+    ASSERT_EQ(coil_http_get(url, &res), 0);
+    ASSERT_EQ(res.status, 200);
+    ASSERT_STR_EQ(res.body, "landed");
+    ASSERT_EQ(res.redirects, 3);
+    ASSERT_CONTAINS(res.url, "/hop?n=0");
+    coil_http_client_response_free(&res);
+    coil_http_client_request two = {.url = url, .max_redirects = 2};
+    ASSERT_EQ(coil_http_fetch(&two, &res), -ELOOP);
+    coil_http_client_request none = {.url = url, .max_redirects = -1};
+    ASSERT_EQ(coil_http_fetch(&none, &res), 0);
+    ASSERT_EQ(res.status, 302);
+    size_t len;
+    const char *where = coil_http_client_header(&res, "location", &len);
+    ASSERT(where != NULL);
+    ASSERT_EQ(len, strlen("/hop?n=2"));
+    ASSERT(memcmp(where, "/hop?n=2", len) == 0);
+    coil_http_client_response_free(&res);
+    real_url(s, "/loop", url, sizeof url);
+    ASSERT_EQ(coil_http_get(url, &res), -ELOOP); /* the default limit, 10 */
+}
+
+TEST(server_redirects) { run_with_server(server_redirects); }
+
+/* Headers by name, resp.json(), raise_for_status(). */
+static void server_headers_json_status(real_server *s) {
+    char url[128];
+    coil_http_client_response res;
+    real_url(s, "/doc", url, sizeof url);
+    ASSERT_EQ(coil_http_get(url, &res), 0);
+    size_t len = 0;
+    const char *v = coil_http_client_header(&res, "x-planet", &len);
+    ASSERT(v != NULL && len == 8 && memcmp(v, "Tatooine", 8) == 0); /* trimmed */
+    ASSERT(coil_http_client_header(&res, "X-Count", &len) != NULL && len == 1);
+    ASSERT(coil_http_client_header(&res, "X-Missing", &len) == NULL);
+    ASSERT(coil_http_client_header(&res, "X-Plane", &len) == NULL); /* not a prefix match */
+    void *doc = NULL;
+    char why[128];
+    ASSERT_EQ(coil_http_client_json(&res, &doc, why, sizeof why), 0);
+    ASSERT_STR_EQ(json_string_value(json_object_get(doc, "name")), "Luke");
+    json_decref(doc);
+    ASSERT_EQ(coil_http_client_status_error(&res), 0);
+    coil_http_client_response_free(&res);
+    real_url(s, "/notdoc", url, sizeof url);
+    ASSERT_EQ(coil_http_get(url, &res), 0);
+    ASSERT_EQ(coil_http_client_json(&res, &doc, why, sizeof why), -EBADMSG);
+    ASSERT(doc == NULL);
+    ASSERT_CONTAINS(why, "not JSON");
+    coil_http_client_response_free(&res);
+    const struct { int code, err; } cases[] = {{204, 0}, {304, 0}, {400, -EINVAL}, {401, -EACCES},
+                                               {404, -ENOENT}, {409, -EEXIST}, {418, -EPROTO},
+                                               {429, -EAGAIN}, {500, -EREMOTEIO},
+                                               {503, -EAGAIN}, {504, -ETIMEDOUT}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "/status?code=%d", cases[i].code);
+        real_url(s, path, url, sizeof url);
+        ASSERT_EQ(coil_http_get(url, &res), 0);
+        ASSERT_EQ(res.status, cases[i].code);
+        ASSERT_EQ(coil_http_client_status_error(&res), cases[i].err);
+        coil_http_client_response_free(&res);
+    }
+}
+
+TEST(server_headers_json_status) { run_with_server(server_headers_json_status); }
+
 typedef struct server_fetcher {
     const char *url;
     int ok;
@@ -960,3 +1084,86 @@ static void server_handler_as_client(real_server *s) {
 }
 
 TEST(server_handler_as_client) { run_with_server(server_handler_as_client); }
+
+/* ------------------------------------------------------------------ TLS verification */
+
+/* openssl s_server with a self-signed certificate for 127.0.0.1: the
+ * client refuses it by default, and takes it only when told to, saying so
+ * on stderr. */
+typedef struct tls_case {
+    int port;
+} tls_case;
+
+static coil_result tls_main(void *arg) {
+    tls_case *c = arg;
+    char url[64];
+    snprintf(url, sizeof url, "https://127.0.0.1:%d/", c->port);
+    coil_http_client_response res;
+    ASSERT_EQ(coil_http_get(url, &res), -EIO); /* not a certificate anyone vouches for */
+    coil_http_client_request rq = {.url = url, .insecure = true};
+    coil_test_capture_stderr_begin();
+    int err = coil_http_fetch(&rq, &res);
+    char *log = coil_test_capture_stderr_end();
+    ASSERT_EQ(err, 0);
+    ASSERT_EQ(res.status, 200);
+    ASSERT_CONTAINS(log, "TLS certificate verification is off for a request to 127.0.0.1");
+    free(log);
+    coil_http_client_response_free(&res);
+    return coil_ok(NULL);
+}
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    ASSERT_EQ(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ASSERT_EQ(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+TEST(tls_verification_is_on_unless_turned_off) {
+    char dir[] = "/tmp/coil-tls-XXXXXX", cmd[512];
+    ASSERT(mkdtemp(dir) != NULL);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-keyout %s/key.pem -out %s/cert.pem -days 1 -subj /CN=127.0.0.1 2>/dev/null",
+             dir, dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "skip: the openssl command is not installed\n");
+        exit(77);
+    }
+    tls_case c = {.port = free_port()};
+    char accept[32], cert[64], key[64];
+    snprintf(accept, sizeof accept, "127.0.0.1:%d", c.port);
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        execlp("openssl", "openssl", "s_server", "-accept", accept, "-cert", cert, "-key", key,
+               "-www", "-quiet", (char *)NULL);
+        _exit(127);
+    }
+    bool up = false;
+    for (int i = 0; i < 200 && !up; i++) { /* 10 s at most */
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c.port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        up = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        close(fd);
+        if (!up) usleep(50000);
+    }
+    ASSERT(up);
+    RUN_MAIN(tls_main, &c);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ASSERT_EQ(system(cmd), 0);
+}
