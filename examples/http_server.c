@@ -3,6 +3,7 @@
  *   curl localhost:8000/hello/ada                   {"hello":"ada"}, after a 50 ms wait
  *   curl localhost:8000/report                      blocks 1 s on the thread pool
  *   curl -X POST 'localhost:8000/signup?email=a@b'  202 at once, the mail after */
+#define _POSIX_C_SOURCE 200809L /* strdup and sleep under -std=c11 */
 #include <coil/coil.h>
 #include <jansson.h>
 #include <stdio.h>
