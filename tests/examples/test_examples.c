@@ -221,3 +221,108 @@ TEST(python_app_hands_its_reports_to_coil) {
     serve_stop(&p);
     serve_cleanup(&p);
 }
+
+TEST(http_as_completed_takes_each_answer_as_it_comes) {
+    serve_proc p;
+    serve_init(&p);
+    char *out;
+    int status = run_example("http_as_completed", NULL, p.dir, &out);
+    if (status != 0) coil_test_fail(__FILE__, __LINE__, "exited %d:\n%s", status, out);
+    /* Fastest first: the delays in ascending order, every one answered. */
+    const char *at = out;
+    for (int ms = 10; ms <= 100; ms += 10) {
+        char want[64];
+        snprintf(want, sizeof want, "done: /delay?ms=%d answered 200", ms);
+        const char *found = strstr(at, want);
+        if (!found) coil_test_fail(__FILE__, __LINE__, "no '%s' after the last:\n%s", want, out);
+        at = found;
+    }
+    ASSERT_CONTAINS(out, "all 10 in");
+    free(out);
+    serve_cleanup(&p);
+}
+
+TEST(lazy_connection_shows_the_race_and_its_fix) {
+    expect_run("lazy_connection", NULL,
+               (const char *const[]){"uses connection #2", "connections opened: 2 (one too many)",
+                                     "the request's user is still ada", "connections opened: 1\n",
+                                     NULL});
+}
+
+TEST(echo_server_echoes_lines_and_stops_on_sigterm) {
+    serve_proc p;
+    serve_init(&p);
+    int port = serve_free_port();
+    pid_t pid = start_server("echo_server", p.dir, port, NULL);
+    int fd = serve_connect(port);
+    const char lines[] = "hello\nworld\nbye\nnot echoed\n";
+    ASSERT_EQ(write(fd, lines, sizeof lines - 1), (ssize_t)(sizeof lines - 1));
+    char buf[256];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof buf - 1 && (n = read(fd, buf + got, sizeof buf - 1 - got)) > 0)
+        got += (size_t)n; /* until the server closes, after "bye" */
+    buf[got] = '\0';
+    close(fd);
+    ASSERT_STR_EQ(buf, "hello\nworld\n");
+    stop_server(pid); /* SIGTERM: drains, exits 0 */
+    char log[PATH_MAX + 32];
+    snprintf(log, sizeof log, "%s/echo_server.out", p.dir);
+    char *out = serve_read_file(log, NULL);
+    ASSERT_CONTAINS(out, "echo_server: stopped");
+    free(out);
+    serve_cleanup(&p);
+}
+
+/* An upstream of files (python3's http.server), as the real API's JSON. */
+TEST(planet_proxy_answers_from_its_upstream) {
+    serve_proc p;
+    serve_init(&p);
+    char dir[PATH_MAX + 64], file[PATH_MAX + 96];
+    snprintf(dir, sizeof dir, "%s/up/api/planets/1", p.dir);
+    char cmd[PATH_MAX * 2];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    ASSERT_EQ(system(cmd), 0);
+    snprintf(file, sizeof file, "%s/index.html", dir);
+    FILE *f = fopen(file, "w");
+    ASSERT(f != NULL);
+    fputs("{\"name\": \"Tatooine\", \"climate\": \"arid\", \"population\": \"200000\"}", f);
+    fclose(f);
+    int up = serve_free_port();
+    fflush(NULL);
+    pid_t upid = fork();
+    ASSERT(upid >= 0);
+    if (upid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        char root[PATH_MAX + 8], portarg[16];
+        snprintf(root, sizeof root, "%s/up", p.dir);
+        snprintf(portarg, sizeof portarg, "%d", up);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        if (chdir(root) != 0) _exit(127);
+        execl("/usr/bin/python3", "python3", "-m", "http.server", portarg, "--bind", "127.0.0.1",
+              (char *)NULL);
+        _exit(127);
+    }
+    serve_await_port(up, upid, 10, "python3 -m http.server");
+    char upstream[64];
+    snprintf(upstream, sizeof upstream, "http://127.0.0.1:%d", up);
+    int port = serve_free_port();
+    pid_t pid = start_server("planet_proxy", p.dir, port, upstream);
+    serve_reply r;
+    serve_get(port, "/planet/1", &r);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_STR_EQ(r.body, "{\"name\":\"Tatooine\",\"climate\":\"arid\",\"population\":\"200000\"}");
+    serve_reply_free(&r);
+    serve_get(port, "/planet/2", &r); /* the upstream's 404 is ours */
+    ASSERT_EQ(r.status, 404);
+    serve_reply_free(&r);
+    serve_get(port, "/planet/x", &r);
+    ASSERT_EQ(r.status, 400);
+    serve_reply_free(&r);
+    stop_server(pid);
+    kill(upid, SIGKILL);
+    waitpid(upid, NULL, 0);
+    serve_cleanup(&p);
+}
