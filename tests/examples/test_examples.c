@@ -326,3 +326,20 @@ TEST(planet_proxy_answers_from_its_upstream) {
     waitpid(upid, NULL, 0);
     serve_cleanup(&p);
 }
+
+TEST(compute_pi_keeps_the_loop_turning) {
+    serve_proc p;
+    serve_init(&p);
+    char *out;
+    int status = run_example("compute_pi", NULL, p.dir, &out);
+    if (status != 0) coil_test_fail(__FILE__, __LINE__, "exited %d:\n%s", status, out);
+    ASSERT_CONTAINS(out, "pi = 3.14159265358979323846264338327950288419716939937510...");
+    ASSERT_CONTAINS(out, "known digits: match");
+    ASSERT_CONTAINS(out, "ending ...5779458151"); /* the millionth decimal is the last 1 */
+    ASSERT_CONTAINS(out, "hello from task 3");
+    const char *t = strstr(out, "ticked ");
+    ASSERT(t != NULL);
+    ASSERT_GE(atoi(t + 7), 5); /* the loop turned while the pool computed */
+    free(out);
+    serve_cleanup(&p);
+}

@@ -38,9 +38,13 @@ PY
 failed=0 built=0
 for prog in "$src"/examples/*.c "$tmp"/blocks/*.c; do
     [ -e "$prog" ] || continue
+    # An example's other libraries: " * pkg-config: MODULE..." in its comment.
+    extra=$(sed -n 's/^ \* pkg-config: //p' "$prog" | head -1)
+    extra_flags=""
+    [ -n "$extra" ] && extra_flags=$(pkg-config --cflags --libs $extra)
     # shellcheck disable=SC2086
     if cc -std=c11 -Werror=implicit-function-declaration -Werror=incompatible-pointer-types \
-            "$@" "$prog" $cflags $libs -o "$tmp/a.out" 2>"$tmp/err"; then
+            "$@" "$prog" $cflags $libs $extra_flags -o "$tmp/a.out" 2>"$tmp/err"; then
         built=$((built + 1))
     else
         echo "install_build: $(basename "$prog") does not build against the installed coil:"
