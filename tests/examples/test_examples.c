@@ -1,8 +1,12 @@
 /* tests/examples/test_examples.c: every program in examples/ runs, as a
  * reader of the README would run it, and says what its comment promises.
  * The programs are this build's (BUILD/examples/NAME); the servers get a
- * free port, one request, then SIGTERM, and must drain and exit 0. */
+ * free port, one request, then SIGTERM, and must drain and exit 0. The
+ * feed_reader case calls it from a second thread of the test. */
 #include "app/serve_harness.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 /* BUILD/examples/NAME. */
 static void example_path(const char *name, char *out, size_t cap) {
@@ -341,5 +345,82 @@ TEST(compute_pi_keeps_the_loop_turning) {
     ASSERT(t != NULL);
     ASSERT_GE(atoi(t + 7), 5); /* the loop turned while the pool computed */
     free(out);
+    serve_cleanup(&p);
+}
+
+/* ------------------------------------------------------------------ feed_reader */
+
+/* A feed server that answers after `delay` seconds (python3's http.server). */
+static const char slow_feed_py[] =
+    "import http.server, sys, time\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        time.sleep(float(sys.argv[2]))\n"
+    "        body = (b'<?xml version=\"1.0\"?><rss version=\"2.0\"><channel><title>t</title>'\n"
+    "                b'<lastBuildDate>Mon, 07 Dec 2026 10:00:00 GMT</lastBuildDate>'\n"
+    "                b'</channel></rss>')\n"
+    "        self.send_response(200)\n"
+    "        self.send_header('Content-Type', 'application/rss+xml')\n"
+    "        self.send_header('Content-Length', str(len(body)))\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(body)\n"
+    "    def log_message(self, *args):\n"
+    "        pass\n"
+    "http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n";
+
+typedef struct hello_call {
+    int port;
+    serve_reply r;
+    atomic_bool done;
+} hello_call;
+
+static void *call_hello(void *arg) {
+    hello_call *c = arg;
+    serve_get(c->port, "/hello/ada", &c->r);
+    atomic_store(&c->done, true);
+    return NULL;
+}
+
+TEST(feed_reader_greets_while_health_stays_free) {
+    serve_proc p;
+    serve_init(&p);
+    char script[PATH_MAX + 16];
+    snprintf(script, sizeof script, "%s/feed.py", p.dir);
+    FILE *f = fopen(script, "w");
+    ASSERT(f != NULL);
+    fputs(slow_feed_py, f);
+    fclose(f);
+    int up = serve_free_port();
+    fflush(NULL);
+    pid_t upid = fork();
+    ASSERT(upid >= 0);
+    if (upid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        char portarg[16];
+        snprintf(portarg, sizeof portarg, "%d", up);
+        execl("/usr/bin/python3", "python3", script, portarg, "1.0", (char *)NULL);
+        _exit(127);
+    }
+    serve_await_port(up, upid, 10, "the feed server");
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/feed.xml", up);
+    int port = serve_free_port();
+    pid_t pid = start_server("feed_reader", p.dir, port, url);
+    hello_call c = {.port = port};
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, call_hello, &c), 0);
+    usleep(200 * 1000); /* /hello is waiting for the feed (1 s) */
+    serve_reply h;
+    serve_get(port, "/health", &h);
+    ASSERT_EQ(h.status, 200);
+    ASSERT(!atomic_load(&c.done)); /* answered while /hello still waited */
+    serve_reply_free(&h);
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+    ASSERT_EQ(c.r.status, 200);
+    ASSERT_STR_EQ(c.r.body, "Hello, ada. Recent feed was built on Mon, 07 Dec 2026 10:00:00 GMT");
+    serve_reply_free(&c.r);
+    stop_server(pid);
+    kill(upid, SIGKILL);
+    waitpid(upid, NULL, 0);
     serve_cleanup(&p);
 }
