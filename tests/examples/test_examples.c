@@ -424,3 +424,20 @@ TEST(feed_reader_greets_while_health_stays_free) {
     waitpid(upid, NULL, 0);
     serve_cleanup(&p);
 }
+
+TEST(next_id_is_atomic_on_the_loop_and_durable_in_the_store) {
+    serve_proc p;
+    serve_init(&p);
+    char *out;
+    int status = run_example("next_id", "ids", p.dir, &out);
+    if (status != 0) coil_test_fail(__FILE__, __LINE__, "exited %d:\n%s", status, out);
+    ASSERT_CONTAINS(out, "on the loop, ++next: 0 duplicates among 100 tasks");
+    ASSERT(strstr(out, "with a yield between read and write: 0 duplicates") == NULL);
+    ASSERT_CONTAINS(out, "durable ids: 1 to 5, each once");
+    free(out);
+    status = run_example("next_id", "ids", p.dir, &out); /* a restart goes on */
+    ASSERT_EQ(status, 0);
+    ASSERT_CONTAINS(out, "durable ids: 6 to 10, each once");
+    free(out);
+    serve_cleanup(&p);
+}
