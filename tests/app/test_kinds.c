@@ -12,6 +12,7 @@
 #include "test.h"
 
 #include "app/kinds.h"
+#include "http/loopback_server.h"
 
 #include <cairo.h>
 #include <coil/http.h>
@@ -647,8 +648,7 @@ TEST(report_rejects_wrong_shapes) { RUN_MAIN(report_rejects_main, NULL); }
 /* coil's server on a thread: /img.png (a 64x48 opaque PNG), /text (200,
  * not an image); anything else 404. */
 typedef struct image_server {
-    coil_http_server *srv;
-    pthread_t thread;
+    loopback_server http;
     int port;
     unsigned char *png;
     size_t png_len;
@@ -675,11 +675,6 @@ static int h_text(coil_http_request *req, coil_http_response *res, void *arg) {
     return coil_http_respond_text(res, 200, "not an image");
 }
 
-static void *image_server_thread(void *arg) {
-    coil_http_server_run(((image_server *)arg)->srv);
-    return NULL;
-}
-
 static void image_server_start(image_server *s) {
     memset(s, 0, sizeof *s);
     cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, 64, 48);
@@ -689,26 +684,15 @@ static void image_server_start(image_server *s) {
     cairo_destroy(cr);
     ASSERT_EQ(cairo_surface_write_to_png_stream(img, png_append, s), CAIRO_STATUS_SUCCESS);
     cairo_surface_destroy(img);
-    coil_http_config cfg;
-    coil_http_config_init(&cfg);
-    cfg.host = "127.0.0.1";
-    cfg.port = 0;
-    cfg.workers = 1;
-    cfg.access_log = false;
-    cfg.handle_signals = false;
-    s->srv = coil_http_server_new(&cfg);
-    ASSERT(s->srv != NULL);
-    ASSERT_EQ(coil_http_route(s->srv, "GET", "/img.png", h_png, s, 0), 0);
-    ASSERT_EQ(coil_http_route(s->srv, "GET", "/text", h_text, s, 0), 0);
-    ASSERT_EQ(pthread_create(&s->thread, NULL, image_server_thread, s), 0);
-    for (int i = 0; i < 10000 && (s->port = coil_http_server_port(s->srv)) <= 0; i++) usleep(1000);
-    ASSERT(s->port > 0);
+    ASSERT_EQ(loopback_new(&s->http), 0);
+    ASSERT_EQ(coil_http_route(s->http.srv, "GET", "/img.png", h_png, s, 0), 0);
+    ASSERT_EQ(coil_http_route(s->http.srv, "GET", "/text", h_text, s, 0), 0);
+    s->port = loopback_start(&s->http);
+    ASSERT_GE(s->port, 1);
 }
 
 static void image_server_stop(image_server *s) {
-    coil_http_server_stop(s->srv);
-    ASSERT_EQ(pthread_join(s->thread, NULL), 0);
-    coil_http_server_free(s->srv);
+    ASSERT_EQ(loopback_stop(&s->http), 0);
     free(s->png);
 }
 

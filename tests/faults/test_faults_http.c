@@ -8,6 +8,7 @@
  * stops when told, and nothing leaks. */
 #include "faults/alloc_faults.h"
 #include "test.h"
+#include "http/loopback_server.h"
 
 #include <arpa/inet.h>
 #include <coil/coil.h>
@@ -37,19 +38,6 @@ static int h_chunks(coil_http_request *req, coil_http_response *res, void *arg) 
     int err = coil_http_begin_chunked(res, 200, "text/plain");
     for (int i = 0; i < 3 && !err; i++) err = coil_http_write_chunk(res, "chunk\n", 6);
     return err ? err : coil_http_end_chunked(res);
-}
-
-typedef struct server {
-    coil_http_server *srv;
-    int result;
-    atomic_bool returned;
-} server;
-
-static void *serve(void *arg) {
-    server *s = arg;
-    s->result = coil_http_server_run(s->srv);
-    atomic_store(&s->returned, true);
-    return NULL;
 }
 
 /* Sends `req` on a new connection and reads until the server closes it or
@@ -92,38 +80,23 @@ static coil_result client_main(void *arg) {
 
 static int http_scenario(void *arg) {
     (void)arg;
-    coil_http_config cfg;
-    coil_http_config_init(&cfg);
-    cfg.host = "127.0.0.1";
-    cfg.port = 0;
-    cfg.workers = 1;
-    cfg.access_log = false;
-    cfg.handle_signals = false;
-    server s = {.srv = coil_http_server_new(&cfg)};
-    if (!s.srv) return -ENOMEM;
+    loopback_server s;
+    if (loopback_new(&s) != 0) return -ENOMEM;
     int err = coil_http_route(s.srv, "GET", "/json", h_json, NULL, 0);
     if (!err) err = coil_http_route(s.srv, "POST", "/echo", h_echo, NULL, 0);
     if (!err) err = coil_http_route(s.srv, "GET", "/chunks", h_chunks, NULL, 0);
-    pthread_t t;
-    if (!err && pthread_create(&t, NULL, serve, &s) != 0) err = -EAGAIN;
     if (err) {
         coil_http_server_free(s.srv);
         return err;
     }
-    int port = -EAGAIN;
-    while ((port = coil_http_server_port(s.srv)) == -EAGAIN && !atomic_load(&s.returned))
-        usleep(500);
-    if (port > 0) {
-        exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\n\r\n");
-        exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\n\r\nGET /chunks HTTP/1.1\r\nHost: x\r\n\r\n");
-        exchange(port, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
-        exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n");
-        coil_run(client_main, &port, NULL);
-    }
-    coil_http_server_stop(s.srv);
-    pthread_join(t, NULL);
-    coil_http_server_free(s.srv);
-    return s.result; /* 0, or why it could not serve */
+    int port = loopback_start(&s);
+    if (port < 0) return port; /* the server could not serve: its error */
+    exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\n\r\n");
+    exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\n\r\nGET /chunks HTTP/1.1\r\nHost: x\r\n\r\n");
+    exchange(port, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n");
+    coil_run(client_main, &port, NULL);
+    return loopback_stop(&s); /* 0, or why it stopped serving */
 }
 
 TEST(http_server_ends_cleanly_whichever_allocation_fails) {

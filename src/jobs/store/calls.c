@@ -324,3 +324,13 @@ void coil__job_list_free(coil__job_list *l) {
     l->n = 0;
     l->next_cursor = 0;
 }
+
+bool coil__peek_limit_take(const coil__store_req *r, unsigned *room, const char *kind) {
+    for (size_t i = 0; i < r->u.peek.nlimits; i++) {
+        if (strcmp(r->u.peek.limits[i].kind, kind) != 0) continue;
+        if (room[i] == 0) return false;
+        room[i]--;
+        return true;
+    }
+    return true;
+}

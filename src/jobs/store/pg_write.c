@@ -259,7 +259,7 @@ static int next_run_at(coil__store *s, int64_t now, int64_t *out) {
 /* Under LIMITS_LOCK, the room each limit of the peek has left: its max
  * less the jobs of its kind running on every node. *full gets the kinds
  * with none left as a text[] literal (malloc'd), or NULL if none is. */
-static int limits_room(coil__pg *pg, const coil__store_req *r, int64_t *room, char **full) {
+static int limits_room(coil__pg *pg, const coil__store_req *r, unsigned *room, char **full) {
     *full = NULL;
     size_t nl = r->u.peek.nlimits;
     if (nl > COIL__PEEK_LIMITS_MAX) return -EINVAL;
@@ -282,7 +282,8 @@ static int limits_room(coil__pg *pg, const coil__store_req *r, int64_t *room, ch
         int64_t running = 0;
         for (int k = 0; k < PQntuples(res); k++)
             if (strcmp(PQgetvalue(res, k, 0), names[i]) == 0) running = coil__pg_int(res, k, 1);
-        room[i] = running < r->u.peek.limits[i].max ? r->u.peek.limits[i].max - running : 0;
+        int64_t max = r->u.peek.limits[i].max;
+        room[i] = running < max ? (unsigned)(max - running) : 0;
     }
     PQclear(res);
     size_t nfull = 0;
@@ -293,24 +294,12 @@ static int limits_room(coil__pg *pg, const coil__store_req *r, int64_t *room, ch
     return 0;
 }
 
-/* Whether a claim may take a job of `kind` under the limits, taking the
- * place if so. */
-static bool limit_allows(const coil__store_req *r, int64_t *room, const char *kind) {
-    for (size_t i = 0; i < r->u.peek.nlimits; i++) {
-        if (strcmp(r->u.peek.limits[i].kind, kind) != 0) continue;
-        if (room[i] == 0) return false;
-        room[i]--;
-        return true;
-    }
-    return true;
-}
-
 /* The claim: peek's meaning on PostgreSQL (store.h). */
 static int exec_peek(coil__store *s, coil__store_req *r) {
     coil__pg *pg = s->impl;
     int64_t now = coil__wall_ms();
     coil__pg_num when = coil__pg_n64(now), limit = coil__pg_n64((int64_t)r->u.peek.max);
-    int64_t room[COIL__PEEK_LIMITS_MAX];
+    unsigned room[COIL__PEEK_LIMITS_MAX];
     char *full = NULL;
     int err = r->u.peek.nlimits ? limits_room(pg, r, room, &full) : 0;
     if (err) return err;
@@ -347,7 +336,7 @@ static int exec_peek(coil__store *s, coil__store_req *r) {
     for (int i = 0; i < picked; i++) {
         size_t b = (size_t)coil__pg_int(res, i, 1);
         if (take && r->u.peek.max_bytes && bytes + b > r->u.peek.max_bytes) break;
-        if (!limit_allows(r, room, PQgetvalue(res, i, 2))) continue; /* its kind is full */
+        if (!coil__peek_limit_take(r, room, PQgetvalue(res, i, 2))) continue; /* its kind is full */
         order[take] = coil__pg_int(res, i, 0);
         len += (size_t)snprintf(arr + len, cap - len, "%s%" PRId64, take ? "," : "", order[take]);
         take++;

@@ -478,18 +478,6 @@ static int read_by_seq(coil__store *s, int64_t seq, coil__job **out) {
     return rc;
 }
 
-/* Whether a peek may take a job of `kind` under its limits (`room`: what
- * each limit has left), taking the place if so. */
-static bool limit_allows(const coil__store_req *r, unsigned *room, const char *kind) {
-    for (size_t i = 0; i < r->u.peek.nlimits; i++) {
-        if (strcmp(r->u.peek.limits[i].kind, kind) != 0) continue;
-        if (room[i] == 0) return false;
-        room[i]--;
-        return true;
-    }
-    return true;
-}
-
 /* Adds the due jobs of priority `prio` to the peek, in claim order, within
  * the kinds' limits. Sets *full when the peek has all it may take. */
 static int peek_level(coil__store *s, coil__store_req *r, unsigned *room, int64_t prio,
@@ -505,7 +493,7 @@ static int peek_level(coil__store *s, coil__store_req *r, unsigned *room, int64_
         coil__job *job;
         rc = read_by_seq(s, seq, &job);
         if (rc != SQLITE_OK) break;
-        if (!limit_allows(r, room, job->kind)) {
+        if (!coil__peek_limit_take(r, room, job->kind)) {
             coil__job_free(job); /* its kind is at its limit: it waits */
             continue;
         }

@@ -257,4 +257,9 @@ int coil__fsync_dir(const char *path);
 /* Frees what exec allocated for `r` (peeked jobs), after a rollback. */
 void coil__store_req_discard(coil__store_req *r);
 
+/* A peek's per-kind limits (both backends): whether a job of `kind` may be
+ * taken, `room` holding what each of r's limits has left; takes the place
+ * if so. */
+bool coil__peek_limit_take(const coil__store_req *r, unsigned *room, const char *kind);
+
 #endif /* COIL_JOBS_STORE_IMPL_H */

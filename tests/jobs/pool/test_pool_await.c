@@ -7,6 +7,7 @@
  * COIL_TEST_THREADS: the server's thread.
  */
 #include "test.h"
+#include "http/loopback_server.h"
 
 #include <coil/http.h>
 #include <pthread.h>
@@ -294,34 +295,24 @@ TEST(a_crash_fails_every_job_of_its_worker) { RUN_MAIN(crash_main, NULL); }
 
 /* ------------------------------------------------------------------ HTTP in a job */
 
-typedef struct slow_server {
-    coil_http_server *srv;
-    pthread_t thread;
-    int port;
-    atomic_int in_flight, most;
-} slow_server;
+/* What /slow saw: requests in flight now, and the most at once. */
+static atomic_int in_flight, most_in_flight;
 
 /* /slow: 200 ms on the server's loop, counting requests in flight. */
 static int h_slow(coil_http_request *req, coil_http_response *res, void *arg) {
-    (void)req;
-    slow_server *s = arg;
-    int now = atomic_fetch_add(&s->in_flight, 1) + 1;
-    for (int m = atomic_load(&s->most); now > m && !atomic_compare_exchange_weak(&s->most, &m, now);) {
+    (void)req, (void)arg;
+    int now = atomic_fetch_add(&in_flight, 1) + 1;
+    for (int m = atomic_load(&most_in_flight);
+         now > m && !atomic_compare_exchange_weak(&most_in_flight, &m, now);) {
     }
     int err = coil_sleep(COIL_MSEC(200));
-    atomic_fetch_sub(&s->in_flight, 1);
+    atomic_fetch_sub(&in_flight, 1);
     if (err) return err;
     return coil_http_respond_text(res, 200, "slow");
 }
 
-static void *server_thread(void *arg) {
-    slow_server *s = arg;
-    coil_http_server_run(s->srv);
-    return NULL;
-}
-
 static coil_result fetch_main(void *arg) {
-    slow_server *s = arg;
+    loopback_server *s = arg;
     coil_pool *p = start_pool(1);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/slow", s->port);
@@ -329,7 +320,7 @@ static coil_result fetch_main(void *arg) {
     ASSERT_EQ(coil_pool_run(p, "t.await_fetch", url, strlen(url), NULL, &out), 0);
     ASSERT_STR_EQ(out.result, "10");
     /* All ten were in flight at once: the job took about one delay, not ten. */
-    ASSERT_EQ(atomic_load(&s->most), 10);
+    ASSERT_EQ(atomic_load(&most_in_flight), 10);
     ASSERT_LE(out.run_ns, COIL_MSEC(1500));
     coil_job_outcome_free(&out);
     ASSERT_EQ(coil_pool_stop(p, COIL_POOL_DRAIN), 0);
@@ -337,22 +328,10 @@ static coil_result fetch_main(void *arg) {
 }
 
 TEST(ten_downloads_in_one_job_run_at_once) {
-    slow_server s = {0};
-    coil_http_config cfg;
-    coil_http_config_init(&cfg);
-    cfg.host = "127.0.0.1";
-    cfg.port = 0;
-    cfg.workers = 1;
-    cfg.access_log = false;
-    cfg.handle_signals = false;
-    s.srv = coil_http_server_new(&cfg);
-    ASSERT(s.srv != NULL);
-    ASSERT_EQ(coil_http_route(s.srv, "GET", "/slow", h_slow, &s, 0), 0);
-    ASSERT_EQ(pthread_create(&s.thread, NULL, server_thread, &s), 0);
-    for (int i = 0; i < 10000 && (s.port = coil_http_server_port(s.srv)) <= 0; i++) usleep(1000);
-    ASSERT(s.port > 0);
+    loopback_server s;
+    ASSERT_EQ(loopback_new(&s), 0);
+    ASSERT_EQ(coil_http_route(s.srv, "GET", "/slow", h_slow, NULL, 0), 0);
+    ASSERT_GE(loopback_start(&s), 1);
     RUN_MAIN(fetch_main, &s);
-    coil_http_server_stop(s.srv);
-    ASSERT_EQ(pthread_join(s.thread, NULL), 0);
-    coil_http_server_free(s.srv);
+    ASSERT_EQ(loopback_stop(&s), 0);
 }
