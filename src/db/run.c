@@ -60,13 +60,16 @@ static bool fail_msg(db_req *r, int err, const char *msg) {
 
 /* ------------------------------------------------------------------ the connection */
 
-/* SQLite calls it every PROGRESS_EVERY virtual machine steps of a reader's
- * statement: a long one lets the pool wake another reader. */
+/* SQLite calls it every PROGRESS_EVERY virtual machine steps: a reader's
+ * long statement lets the pool wake another reader, and a request whose
+ * task gave up stops here even if sqlite3_interrupt() came before the
+ * statement began (when SQLite ignores it). */
 enum { PROGRESS_EVERY = 1000 };
 
 static int progress_handler(void *arg) {
-    coil__db_running_long(arg);
-    return 0; /* go on: interruption is sqlite3_interrupt()'s */
+    db_conn *c = arg;
+    coil__db_running_long(c);
+    return atomic_load(&c->interrupt) ? 1 : 0; /* nonzero: SQLITE_INTERRUPT */
 }
 
 static int busy_handler(void *arg, int count) {
@@ -123,7 +126,7 @@ int coil__db_conn_open(db_conn *c, char *errmsg, size_t cap) {
     if (rc == SQLITE_OK) {
         sqlite3_extended_result_codes(c->h, 1);
         sqlite3_busy_handler(c->h, busy_handler, c);
-        if (!c->writer) sqlite3_progress_handler(c->h, PROGRESS_EVERY, progress_handler, c);
+        sqlite3_progress_handler(c->h, PROGRESS_EVERY, progress_handler, c);
         c->busy_until = coil_now() + db->cfg.busy_timeout;
         /* WAL: readers run while the writer commits. A reader's
          * journal_mode is the file's, set by the writer first. */

@@ -114,14 +114,27 @@ void coil__db_pg_interrupt(db_conn *c) {
 
 /* The result of the statement just sent (PQexecParams' answer, as one
  * statement's last result): NULL if sending failed, which fail_res reads
- * from the connection. */
+ * from the connection. An interrupt flagged while it runs is sent again
+ * every CANCEL_AGAIN: one that reached the server before the statement
+ * did (the caller's loop can flag a request the moment it is taken) had
+ * nothing to cancel. */
+#define CANCEL_AGAIN COIL_MSEC(50)
+
 static PGresult *await_result(db_conn *c, int sent) {
     if (!sent) return NULL;
     int fd = PQsocket(c->pq);
+    coil_time cancel_at = 0;
     while (PQisBusy(c->pq)) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int n = poll(&p, 1, 1);
-        if (n == 0) coil__db_running_long(c);
+        if (n == 0) {
+            coil__db_running_long(c);
+            coil_time now = coil_now();
+            if (atomic_load(&c->interrupt) && now >= cancel_at) {
+                coil__db_pg_interrupt(c);
+                cancel_at = now + CANCEL_AGAIN;
+            }
+        }
         if ((n > 0 || (n < 0 && errno != EINTR)) && !PQconsumeInput(c->pq)) break;
     }
     PGresult *res = NULL, *next;
