@@ -115,6 +115,39 @@ static void stop_server(pid_t pid) {
     ASSERT_EQ(WEXITSTATUS(status), 0); /* drained and stopped */
 }
 
+/* Starts /usr/bin/python3 with `args` (argv, NULL-terminated, args[0]
+ * "python3") in `cwd`, its output silenced, as an upstream that listens on
+ * `port`, and waits (10 s) until it does. */
+static pid_t start_python(const char *cwd, int port, const char *const *args) {
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        if (chdir(cwd) != 0) _exit(127);
+        execv("/usr/bin/python3", (char *const *)args);
+        _exit(127);
+    }
+    serve_await_port(port, pid, 10, args[1]);
+    return pid;
+}
+
+static void stop_python(pid_t pid) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* Writes `text` to `path`. */
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    ASSERT(f != NULL);
+    fputs(text, f);
+    ASSERT_EQ(fclose(f), 0);
+}
+
 TEST(http_server_answers_its_routes) {
     serve_proc p;
     serve_init(&p);
@@ -288,28 +321,14 @@ TEST(planet_proxy_answers_from_its_upstream) {
     snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
     ASSERT_EQ(system(cmd), 0);
     snprintf(file, sizeof file, "%s/index.html", dir);
-    FILE *f = fopen(file, "w");
-    ASSERT(f != NULL);
-    fputs("{\"name\": \"Tatooine\", \"climate\": \"arid\", \"population\": \"200000\"}", f);
-    fclose(f);
+    write_text(file, "{\"name\": \"Tatooine\", \"climate\": \"arid\", \"population\": \"200000\"}");
     int up = serve_free_port();
-    fflush(NULL);
-    pid_t upid = fork();
-    ASSERT(upid >= 0);
-    if (upid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        char root[PATH_MAX + 8], portarg[16];
-        snprintf(root, sizeof root, "%s/up", p.dir);
-        snprintf(portarg, sizeof portarg, "%d", up);
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        dup2(null, 2);
-        if (chdir(root) != 0) _exit(127);
-        execl("/usr/bin/python3", "python3", "-m", "http.server", portarg, "--bind", "127.0.0.1",
-              (char *)NULL);
-        _exit(127);
-    }
-    serve_await_port(up, upid, 10, "python3 -m http.server");
+    char root[PATH_MAX + 8], portarg[16];
+    snprintf(root, sizeof root, "%s/up", p.dir);
+    snprintf(portarg, sizeof portarg, "%d", up);
+    pid_t upid = start_python(root, up, (const char *const[]){"python3", "-m", "http.server",
+                                                             portarg, "--bind", "127.0.0.1",
+                                                             NULL});
     char upstream[64];
     snprintf(upstream, sizeof upstream, "http://127.0.0.1:%d", up);
     int port = serve_free_port();
@@ -326,8 +345,7 @@ TEST(planet_proxy_answers_from_its_upstream) {
     ASSERT_EQ(r.status, 400);
     serve_reply_free(&r);
     stop_server(pid);
-    kill(upid, SIGKILL);
-    waitpid(upid, NULL, 0);
+    stop_python(upid);
     serve_cleanup(&p);
 }
 
@@ -386,22 +404,12 @@ TEST(feed_reader_greets_while_health_stays_free) {
     serve_init(&p);
     char script[PATH_MAX + 16];
     snprintf(script, sizeof script, "%s/feed.py", p.dir);
-    FILE *f = fopen(script, "w");
-    ASSERT(f != NULL);
-    fputs(slow_feed_py, f);
-    fclose(f);
+    write_text(script, slow_feed_py);
     int up = serve_free_port();
-    fflush(NULL);
-    pid_t upid = fork();
-    ASSERT(upid >= 0);
-    if (upid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        char portarg[16];
-        snprintf(portarg, sizeof portarg, "%d", up);
-        execl("/usr/bin/python3", "python3", script, portarg, "1.0", (char *)NULL);
-        _exit(127);
-    }
-    serve_await_port(up, upid, 10, "the feed server");
+    char portarg[16];
+    snprintf(portarg, sizeof portarg, "%d", up);
+    pid_t upid = start_python(p.dir, up, (const char *const[]){"python3", script, portarg, "1.0",
+                                                                NULL});
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/feed.xml", up);
     int port = serve_free_port();
@@ -420,8 +428,7 @@ TEST(feed_reader_greets_while_health_stays_free) {
     ASSERT_STR_EQ(c.r.body, "Hello, ada. Recent feed was built on Mon, 07 Dec 2026 10:00:00 GMT");
     serve_reply_free(&c.r);
     stop_server(pid);
-    kill(upid, SIGKILL);
-    waitpid(upid, NULL, 0);
+    stop_python(upid);
     serve_cleanup(&p);
 }
 
