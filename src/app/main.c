@@ -17,6 +17,7 @@ static void usage(FILE *out) {
             "  import           IMDB's titles (or ratings) into SQLite (coil import --help)\n"
             "  gen              IMDB-format test data: coil gen titles ROWS OUT.tsv.gz\n"
             "  ps               the tasks of a running coil serve (coil ps --help)\n"
+#ifdef COIL_HAVE_BENCH
             "  bench runtime    the runtime: tasks, channels, locks (and asyncio, uvloop)\n"
             "  bench watchdog   the stall watchdog's cost and its reports\n"
             "  bench http       coil serve's HTTP against nginx and FastAPI\n"
@@ -25,6 +26,7 @@ static void usage(FILE *out) {
             "  bench jobs       durable jobs end to end (--store postgres; beanstalkd)\n"
             "  bench import     coil import and the titles routes against the anchors\n"
             "                   (each bench takes --quick; coil bench --help lists options)\n"
+#endif
             "  version          print the version\n");
 }
 
