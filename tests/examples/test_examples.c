@@ -448,3 +448,24 @@ TEST(next_id_is_atomic_on_the_loop_and_durable_in_the_store) {
     free(out);
     serve_cleanup(&p);
 }
+
+/* The tutorial's numbers, at a fifth of their length: 3 s in turn, 2 s as
+ * two tasks (the margin is the difference, 1 s, not the exact times). */
+TEST(say_after_overlaps_as_two_tasks) {
+    serve_proc p;
+    serve_init(&p);
+    char *out;
+    int status = run_example("say_after", "5", p.dir, &out);
+    if (status != 0) coil_test_fail(__FILE__, __LINE__, "exited %d:\n%s", status, out);
+    const char *seq = strstr(out, "one after the other: "), *par = strstr(out, "as two tasks: ");
+    ASSERT(seq != NULL && par != NULL);
+    long in_turn = strtol(seq + strlen("one after the other: "), NULL, 10);
+    long together = strtol(par + strlen("as two tasks: "), NULL, 10);
+    ASSERT_GE(in_turn, 3000);
+    ASSERT_GE(together, 2000);
+    ASSERT_LE(together + 500, in_turn);
+    ASSERT_CONTAINS(out, "hello again, from the loop that runs until stopped\nhello again");
+    ASSERT_CONTAINS(out, "the loop thread stopped");
+    free(out);
+    serve_cleanup(&p);
+}
