@@ -6,6 +6,8 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -13,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -110,7 +114,7 @@ typedef struct run_report {
 /* Runs the scenario in a child, failing allocation `n` (0: none). Returns
  * true with *rep filled if the child exited 0 after reporting; else says
  * what happened. */
-static bool run_child(const char *name, coil_fault_scenario fn, void *arg, long n,
+static bool run_child(const char *name, const coil_fault_stages *st, void *arg, long n,
                       run_report *rep) {
     int fds[2];
     if (pipe(fds) != 0) coil_test_fail(__FILE__, __LINE__, "pipe");
@@ -121,9 +125,11 @@ static bool run_child(const char *name, coil_fault_scenario fn, void *arg, long 
         close(fds[0]);
         alarm(RUN_TIMEOUT_S);
         coil_faults_libraries();
+        if (st->setup && st->setup(arg) != 0) _exit(3); /* not a run: said below */
         coil_faults_arm(n);
-        run_report r = {.result = fn(arg)};
+        run_report r = {.result = st->fn(arg)};
         r.allocs = coil_faults_disarm();
+        if (st->teardown) st->teardown(arg);
         ssize_t w = write(fds[1], &r, sizeof r);
         (void)w;
         close(fds[1]);
@@ -146,17 +152,24 @@ static bool run_child(const char *name, coil_fault_scenario fn, void *arg, long 
 }
 
 void coil_faults_sweep(const char *name, coil_fault_scenario fn, void *arg) {
+    coil_fault_stages st = {.fn = fn};
+    coil_faults_sweep_stages(name, &st, arg);
+}
+
+void coil_faults_sweep_stages(const char *name, const coil_fault_stages *st, void *arg) {
     const char *only = getenv("COIL_FAULTS_AT"); /* one run, in this process: debugging */
     if (only) {
         coil_faults_libraries();
+        if (st->setup && st->setup(arg) != 0) coil_test_fail(__FILE__, __LINE__, "setup");
         coil_faults_arm(strtol(only, NULL, 10));
-        int result = fn(arg);
+        int result = st->fn(arg);
         long allocs = coil_faults_disarm();
+        if (st->teardown) st->teardown(arg);
         printf("faults: %s: allocation %s of %ld: %d\n", name, only, allocs, result);
         return;
     }
     run_report base;
-    if (!run_child(name, fn, arg, 0, &base) || base.result != 0)
+    if (!run_child(name, st, arg, 0, &base) || base.result != 0)
         coil_test_fail(__FILE__, __LINE__, "%s: the run without a failure failed (%d)", name,
                        base.result);
     const char *full = getenv("COIL_FAULTS_FULL");
@@ -165,7 +178,7 @@ void coil_faults_sweep(const char *name, coil_fault_scenario fn, void *arg) {
     for (long n = 1; n <= base.allocs; n += stride) {
         run_report r;
         runs++;
-        if (!run_child(name, fn, arg, n, &r)) bad++;
+        if (!run_child(name, st, arg, n, &r)) bad++;
         else if (r.result == -ENOMEM) nomem++;
         else if (r.result != 0) other++;
     }
@@ -174,4 +187,31 @@ void coil_faults_sweep(const char *name, coil_fault_scenario fn, void *arg) {
            name, base.allocs, runs, stride, nomem, other, runs - nomem - other - bad, bad);
     if (bad) coil_test_fail(__FILE__, __LINE__, "%s: %ld bad runs (above)", name, bad);
     if (!nomem) coil_test_fail(__FILE__, __LINE__, "%s: no run ended in -ENOMEM", name);
+}
+
+/* ------------------------------------------------------------------ a raw client */
+
+int coil_faults_exchange(int port, const char *req) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    ssize_t sent = write(fd, req, strlen(req));
+    (void)sent;
+    shutdown(fd, SHUT_WR); /* the server answers, then sees the end */
+    char buf[4096], head[16] = "";
+    size_t got = 0;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) /* keeps the first bytes: the status line */
+        for (ssize_t i = 0; i < n && got < sizeof head - 1; i++) head[got++] = buf[i];
+    close(fd);
+    int status = 0;
+    if (strncmp(head, "HTTP/1.", 7) == 0) status = atoi(head + 9);
+    return status;
 }

@@ -49,4 +49,21 @@ typedef int (*coil_fault_scenario)(void *arg);
  * on a bad run. */
 void coil_faults_sweep(const char *name, coil_fault_scenario fn, void *arg);
 
+/* The same, with `setup` (0, or an error that fails the test) run before
+ * the count starts and `teardown` after it ends, in each child: the
+ * failures then land only in `fn`, past a start-up whose own failures
+ * would otherwise take most of the runs. */
+typedef struct coil_fault_stages {
+    int (*setup)(void *arg);
+    coil_fault_scenario fn;
+    void (*teardown)(void *arg);
+} coil_fault_stages;
+void coil_faults_sweep_stages(const char *name, const coil_fault_stages *st, void *arg);
+
+/* Sends `req` on a new loopback connection to `port`, half-closes it, and
+ * reads until the server closes it or 2 s pass without a byte. Returns the
+ * first answer's status, 0 if none came, or -1 if it could not connect.
+ * For scenarios that must not assert: any answer, or none, is fine. */
+int coil_faults_exchange(int port, const char *req);
+
 #endif

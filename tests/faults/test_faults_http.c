@@ -10,15 +10,11 @@
 #include "test.h"
 #include "http/loopback_server.h"
 
-#include <arpa/inet.h>
 #include <coil/coil.h>
 #include <errno.h>
 #include <stdio.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 static int h_json(coil_http_request *req, coil_http_response *res, void *arg) {
@@ -38,30 +34,6 @@ static int h_chunks(coil_http_request *req, coil_http_response *res, void *arg) 
     int err = coil_http_begin_chunked(res, 200, "text/plain");
     for (int i = 0; i < 3 && !err; i++) err = coil_http_write_chunk(res, "chunk\n", 6);
     return err ? err : coil_http_end_chunked(res);
-}
-
-/* Sends `req` on a new connection and reads until the server closes it or
- * 2 s pass without a byte. Returns the bytes read, or -1 if it could not
- * connect. */
-static ssize_t exchange(int port, const char *req) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct timeval tv = {2, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
-    }
-    ssize_t sent = write(fd, req, strlen(req));
-    (void)sent;
-    shutdown(fd, SHUT_WR); /* the server answers, then sees the end */
-    char buf[4096];
-    ssize_t total = 0, n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) total += n;
-    close(fd);
-    return total;
 }
 
 /* coil's client against the server: a GET and a POST. Their errors are
@@ -91,10 +63,10 @@ static int http_scenario(void *arg) {
     }
     int port = loopback_start(&s);
     if (port < 0) return port; /* the server could not serve: its error */
-    exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\n\r\n");
-    exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\n\r\nGET /chunks HTTP/1.1\r\nHost: x\r\n\r\n");
-    exchange(port, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
-    exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n");
+    coil_faults_exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\n\r\n");
+    coil_faults_exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\n\r\nGET /chunks HTTP/1.1\r\nHost: x\r\n\r\n");
+    coil_faults_exchange(port, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    coil_faults_exchange(port, "GET /json HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n");
     coil_run(client_main, &port, NULL);
     return loopback_stop(&s); /* 0, or why it stopped serving */
 }
