@@ -40,7 +40,7 @@ coil_task *coil_group_spawn_at(coil_group *g, const coil_spawn_opts *opts, coil_
     coil__list_push_back(&g->children, &t->group_link);
     g->live++;
     if (g->cancelled || coil__scope_chain_cancel(g->owner, g->scope)) coil_cancel(t);
-    return t;
+    return coil__handle_of(t);
 }
 
 void coil__group_cancel_children(coil_group *g) {

@@ -126,6 +126,22 @@ typedef struct coil__locals coil__locals;
 #define COIL__TASK_LIVE 0x7a5c11feu
 #define COIL__TASK_FREED 0xdead7a5cu
 
+/* Handles. A task struct starts on a COIL__TASK_ALIGN boundary, and the
+ * handle the public calls give out (spawn, group spawn, coil_current) is
+ * not the struct's address but one of COIL__HANDLE_SLOTS - 1 addresses
+ * COIL__HANDLE_STEP apart after it, chosen by the slot's generation. The
+ * calls that take a handle mask it back to the struct and check that it
+ * names this generation: a handle kept after its task was freed is caught
+ * even once the slot holds another task (unless that task is a multiple of
+ * 63 generations later). The struct's own address, slot 0, is what the
+ * runtime uses inside, and the calls take it too. Users never dereference a
+ * handle: coil_task is opaque to them. */
+enum {
+    COIL__TASK_ALIGN = 1024,
+    COIL__HANDLE_STEP = 16,
+    COIL__HANDLE_SLOTS = COIL__TASK_ALIGN / COIL__HANDLE_STEP,
+};
+
 struct coil_task {
     uint32_t magic;          /* COIL__TASK_LIVE, COIL__TASK_FREED once freed */
     uint32_t generation;     /* tasks this stack slot held before this one */
@@ -166,6 +182,21 @@ struct coil_task {
     void *tsan_fiber;        /* TSan fiber */
     char name[48];
 };
+
+_Static_assert(sizeof(coil_task) <= COIL__TASK_ALIGN, "a task fits its handle span");
+
+/* The handle of task `t` (see above). */
+static inline coil_task *coil__handle_of(coil_task *t) {
+    return t ? (coil_task *)(void *)((char *)t + COIL__HANDLE_STEP *
+                                                     (1 + t->generation % (COIL__HANDLE_SLOTS - 1)))
+             : NULL;
+}
+
+/* The task a handle (or the task's own address) names, or NULL if it is
+ * NULL. Does not check it: task.c's calls do. */
+static inline coil_task *coil__task_of(const coil_task *h) {
+    return h ? (coil_task *)(void *)((uintptr_t)h & ~(uintptr_t)(COIL__TASK_ALIGN - 1)) : NULL;
+}
 
 /* ------------------------------------------------------------------ loop */
 

@@ -123,8 +123,8 @@ coil_task *coil__spawn(coil_loop *loop, const coil_spawn_opts *opts, coil_fn fn,
         errno = ENOMEM;
         return NULL;
     }
-    coil_task *t = (coil_task *)(stack.top - sizeof(coil_task));
-    t = (coil_task *)((uintptr_t)t & ~(uintptr_t)63);
+    coil_task *t = (coil_task *)(stack.top - COIL__TASK_ALIGN);
+    t = (coil_task *)((uintptr_t)t & ~(uintptr_t)(COIL__TASK_ALIGN - 1));
     /* A pooled stack's slot held a task before: count it. (A fresh mapping
      * reads as zeros.) */
     uint32_t generation = t->magic == COIL__TASK_FREED ? t->generation + 1 : 0;
@@ -165,7 +165,7 @@ coil_task *coil_spawn_at(const coil_spawn_opts *opts, coil_fn fn, void *arg, con
         errno = EPERM;
         return NULL;
     }
-    return coil__spawn(loop, opts, fn, arg, NULL, file, line);
+    return coil__handle_of(coil__spawn(loop, opts, fn, arg, NULL, file, line));
 }
 
 static void task_finish(coil_task *t) {
@@ -197,24 +197,27 @@ void coil__task_free(coil_task *t) {
 
 /* ------------------------------------------------------------------ handles */
 
-/* A handle passed to coil_join, coil_detach or coil_cancel must name a
- * task that has not been freed: one joined, or detached and finished, is
- * gone, and its slot may already hold another task. Caught here while the
- * slot is free (a handle reused after the slot was taken again names the
- * new task: the handle is a plain pointer). Reports the call and its site,
- * then aborts. */
-static void check_handle(const coil_task *t, const char *call) {
-    if (t && t->magic == COIL__TASK_LIVE) return;
-    const char *what = !t                              ? "a NULL task handle"
-                       : t->magic == COIL__TASK_FREED ? "its task was freed"
-                                                      : "not a task handle";
+/* The task a handle passed to coil_join, coil_detach, coil_cancel or the
+ * name calls names. It must be live, and of the handle's generation: a
+ * task that was joined, or detached and finished, is gone, and its slot
+ * may hold another task by now (internal.h, "Handles"). Reports the call
+ * and its site, then aborts. */
+static coil_task *check_handle(const coil_task *h, const char *call) {
+    coil_task *t = coil__task_of(h);
+    const char *what = NULL;
+    if (!t) what = "a NULL task handle";
+    else if (t->magic == COIL__TASK_FREED) what = "its task was freed";
+    else if (t->magic != COIL__TASK_LIVE) what = "not a task handle";
+    else if (h != t && h != coil__handle_of(t))
+        what = "its task was freed, and its slot holds another task now";
+    if (!what) return t;
     char site[300] = "";
     if (coil__site.file)
         snprintf(site, sizeof site, ", called at %s:%d", coil__site.file, coil__site.line);
     fprintf(stderr,
             "coil: %s(%p): %s%s; a handle is good for one coil_join or coil_detach, and for "
             "coil_cancel until then\n",
-            call, (const void *)t, what, site);
+            call, (const void *)h, what, site);
     abort();
 }
 
@@ -230,8 +233,8 @@ static bool join_wait_interrupt(coil__wait *w, int err) {
     return true;
 }
 
-int coil_join(coil_task *t, coil_result *out) {
-    check_handle(t, "coil_join");
+int coil_join(coil_task *h, coil_result *out) {
+    coil_task *t = check_handle(h, "coil_join");
     coil_task *self = coil__running();
     COIL_ASSERT(self && t && t != self && t->loop == self->loop);
     COIL_ASSERT(!t->joined && !t->detached && !t->group && !t->joiner);
@@ -257,8 +260,8 @@ int coil_join(coil_task *t, coil_result *out) {
     return err;
 }
 
-void coil_detach(coil_task *t) {
-    check_handle(t, "coil_detach");
+void coil_detach(coil_task *h) {
+    coil_task *t = check_handle(h, "coil_detach");
     COIL_ASSERT(t && !t->joined && !t->detached && !t->group);
     t->detached = true;
     if (t->state == COIL__DONE) {
@@ -267,9 +270,9 @@ void coil_detach(coil_task *t) {
     }
 }
 
-void coil_cancel(coil_task *t) {
-    if (!t) return;
-    check_handle(t, "coil_cancel");
+void coil_cancel(coil_task *h) {
+    if (!h) return;
+    coil_task *t = check_handle(h, "coil_cancel");
     if (t->state == COIL__DONE || t->cancelled) return;
     t->cancelled = true;
     coil__propagate_cancel(t);
@@ -294,13 +297,15 @@ int coil_check_cancel(void) {
     return t ? coil__pending_cancel(t) : 0;
 }
 
-coil_task *coil_current(void) { return coil__running(); }
+coil_task *coil_current(void) { return coil__handle_of(coil__running()); }
 
-const char *coil_task_name(const coil_task *t) {
+const char *coil_task_name(const coil_task *h) {
     /* Unnamed tasks get "task-ID", rendered on first use to keep spawn cheap. */
-    coil_task *m = (coil_task *)t;
+    coil_task *m = check_handle(h, "coil_task_name");
     if (!m->name[0]) snprintf(m->name, sizeof m->name, "task-%llu", (unsigned long long)m->id);
     return m->name;
 }
 
-void coil_task_set_name(coil_task *t, const char *name) { copy_name(t, name ? name : ""); }
+void coil_task_set_name(coil_task *h, const char *name) {
+    copy_name(check_handle(h, "coil_task_set_name"), name ? name : "");
+}

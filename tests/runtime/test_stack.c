@@ -117,7 +117,8 @@ static coil_result million_main(void *arg) {
     printf("mappings with %d tasks parked: %zu\n", PARKED, maps);
     ASSERT(maps < 10000);
     /* Every one of them has a guard page. */
-    ASSERT(tasks[0]->stack.guarded && tasks[PARKED - 1]->stack.guarded);
+    ASSERT(coil__task_of(tasks[0])->stack.guarded &&
+           coil__task_of(tasks[PARKED - 1])->stack.guarded);
     ASSERT_EQ(coil_future_reject(&f, -EPIPE), 0);
     for (size_t i = 0; i < PARKED; i++) {
         coil_result r;
@@ -151,7 +152,7 @@ static coil_result custom_size_main(void *arg) {
     coil_spawn_opts opts = {.name = "big", .stack_size = 2 * 1024 * 1024};
     coil_task *t = coil_spawn_at(&opts, use_big_stack, NULL, __FILE__, __LINE__);
     ASSERT(t != NULL);
-    ASSERT_GE(t->stack.top - t->stack.limit, 2 * 1024 * 1024);
+    ASSERT_GE(coil__task_of(t)->stack.top - coil__task_of(t)->stack.limit, 2 * 1024 * 1024);
     coil_result r;
     ASSERT_EQ(coil_join(t, &r), 0);
     ASSERT_EQ((intptr_t)r.value, 3);
@@ -166,11 +167,11 @@ static coil_result reuse_main(void *arg) {
     (void)arg;
     /* Stacks are pooled: sequential tasks keep getting the same hot stack. */
     coil_task *t = coil_spawn(trivial, NULL);
-    char *limit = t->stack.limit;
+    char *limit = coil__task_of(t)->stack.limit;
     ASSERT_EQ(coil_join(t, NULL), 0);
     for (int i = 0; i < 1000; i++) {
         t = coil_spawn(trivial, NULL);
-        ASSERT(t->stack.limit == limit);
+        ASSERT(coil__task_of(t)->stack.limit == limit);
         ASSERT_EQ(coil_join(t, NULL), 0);
     }
     return coil_ok(NULL);

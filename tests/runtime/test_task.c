@@ -292,7 +292,21 @@ static coil_result stale_main(void *arg) {
     return coil_ok(NULL);
 }
 
-TEST(a_stale_handle_is_caught) {
+/* The same handle once its slot holds the next task: still caught. */
+static coil_result reused_main(void *arg) {
+    (void)arg;
+    coil_task *old = coil_spawn(nothing, NULL);
+    ASSERT_EQ(coil_join(old, NULL), 0);
+    coil_task *next = coil_spawn(nothing, NULL); /* the pool's hot stack: the same slot */
+    ASSERT(next != NULL && next != old);
+    coil_cancel(old); /* the stale use */
+    coil_join(next, NULL);
+    return coil_ok(NULL);
+}
+
+/* Runs `fn` in a child whose stderr comes back in buf; returns its wait
+ * status. */
+static int run_child_main(coil_fn fn, char *buf, size_t cap) {
     int fds[2];
     ASSERT_EQ(pipe(fds), 0);
     fflush(NULL);
@@ -301,19 +315,31 @@ TEST(a_stale_handle_is_caught) {
     if (pid == 0) {
         dup2(fds[1], 2);
         close(fds[0]);
-        coil_run(stale_main, NULL, NULL);
-        _exit(0); /* not reached: the stale join aborts */
+        coil_run(fn, NULL, NULL);
+        _exit(0);
     }
     close(fds[1]);
-    char buf[1024] = "";
     size_t len = 0;
     ssize_t n;
-    while (len < sizeof buf - 1 && (n = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
-        len += (size_t)n;
+    while (len < cap - 1 && (n = read(fds[0], buf + len, cap - 1 - len)) > 0) len += (size_t)n;
     buf[len] = '\0';
     close(fds[0]);
     int status;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+TEST(a_stale_handle_is_caught_after_its_slot_is_reused) {
+    char buf[1024];
+    int status = run_child_main(reused_main, buf, sizeof buf);
+    ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    ASSERT_CONTAINS(buf, "coil: coil_cancel(");
+    ASSERT_CONTAINS(buf, "its slot holds another task now");
+}
+
+TEST(a_stale_handle_is_caught) {
+    char buf[1024];
+    int status = run_child_main(stale_main, buf, sizeof buf);
     ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
     ASSERT_CONTAINS(buf, "coil: coil_join(");
     ASSERT_CONTAINS(buf, "its task was freed");
