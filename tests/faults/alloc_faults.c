@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,19 +38,45 @@ void *__wrap_realloc(void *p, size_t n);
 char *__wrap_strdup(const char *s);
 char *__wrap_strndup(const char *s, size_t n);
 
-static bool fails_now(void) {
+/* The distinct call sites of the counting run (return addresses: every
+ * SQLite or jansson allocation has one site, their allocator's), in an
+ * open-addressed table that threads fill with compare-and-swap. */
+enum { SITES_CAP = 8192 };
+static _Atomic(uintptr_t) sites[SITES_CAP];
+static atomic_long nsites;
+
+static void note_site(void *site) {
+    uintptr_t v = (uintptr_t)site;
+    for (size_t i = (v >> 4) % SITES_CAP, k = 0; k < SITES_CAP; i = (i + 1) % SITES_CAP, k++) {
+        uintptr_t seen = atomic_load_explicit(&sites[i], memory_order_relaxed);
+        if (seen == v) return;
+        if (seen == 0 && atomic_compare_exchange_strong(&sites[i], &seen, v)) {
+            atomic_fetch_add(&nsites, 1);
+            return;
+        }
+        if (seen == v) return; /* another thread put it there first */
+    }
+}
+
+static bool fails_now(void *site) {
     if (!atomic_load_explicit(&armed, memory_order_relaxed)) return false;
     long n = atomic_fetch_add(&counted, 1) + 1;
+    if (fail_at == 0) note_site(site);
     if (n != fail_at) return false;
     errno = ENOMEM;
     return true;
 }
 
-void *__wrap_malloc(size_t n) { return fails_now() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t size) { return fails_now() ? NULL : __real_calloc(n, size); }
-void *__wrap_realloc(void *p, size_t n) { return fails_now() ? NULL : __real_realloc(p, n); }
-char *__wrap_strdup(const char *s) { return fails_now() ? NULL : __real_strdup(s); }
-char *__wrap_strndup(const char *s, size_t n) { return fails_now() ? NULL : __real_strndup(s, n); }
+#define CALLER __builtin_return_address(0)
+void *__wrap_malloc(size_t n) { return fails_now(CALLER) ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t size) {
+    return fails_now(CALLER) ? NULL : __real_calloc(n, size);
+}
+void *__wrap_realloc(void *p, size_t n) { return fails_now(CALLER) ? NULL : __real_realloc(p, n); }
+char *__wrap_strdup(const char *s) { return fails_now(CALLER) ? NULL : __real_strdup(s); }
+char *__wrap_strndup(const char *s, size_t n) {
+    return fails_now(CALLER) ? NULL : __real_strndup(s, n);
+}
 
 void coil_faults_arm(long n) {
     fail_at = n;
@@ -109,6 +136,7 @@ void coil_faults_libraries(void) {
 typedef struct run_report {
     int result;   /* the scenario's return */
     long allocs;  /* allocations it made */
+    long sites;   /* their distinct call sites (the counting run) */
 } run_report;
 
 /* Runs the scenario in a child, failing allocation `n` (0: none). Returns
@@ -129,6 +157,7 @@ static bool run_child(const char *name, const coil_fault_stages *st, void *arg, 
         coil_faults_arm(n);
         run_report r = {.result = st->fn(arg)};
         r.allocs = coil_faults_disarm();
+        r.sites = atomic_load(&nsites);
         if (st->teardown) st->teardown(arg);
         ssize_t w = write(fds[1], &r, sizeof r);
         (void)w;
@@ -182,9 +211,10 @@ void coil_faults_sweep_stages(const char *name, const coil_fault_stages *st, voi
         else if (r.result == -ENOMEM) nomem++;
         else if (r.result != 0) other++;
     }
-    printf("faults: %s: %ld allocations, %ld runs (every %ld), %ld ended in -ENOMEM, %ld in "
-           "another error, %ld went on without it, %ld bad\n",
-           name, base.allocs, runs, stride, nomem, other, runs - nomem - other - bad, bad);
+    printf("faults: %s: %ld allocations from %ld call sites, %ld runs (every %ld), %ld ended in "
+           "-ENOMEM, %ld in another error, %ld went on without it, %ld bad\n",
+           name, base.allocs, base.sites, runs, stride, nomem, other, runs - nomem - other - bad,
+           bad);
     if (bad) coil_test_fail(__FILE__, __LINE__, "%s: %ld bad runs (above)", name, bad);
     if (!nomem) coil_test_fail(__FILE__, __LINE__, "%s: no run ended in -ENOMEM", name);
 }
