@@ -469,3 +469,18 @@ TEST(say_after_overlaps_as_two_tasks) {
     free(out);
     serve_cleanup(&p);
 }
+
+TEST(queue_overlap_finishes_in_the_overlapped_time) {
+    serve_proc p;
+    serve_init(&p);
+    char *out;
+    int status = run_example("queue_overlap", NULL, p.dir, &out);
+    if (status != 0) coil_test_fail(__FILE__, __LINE__, "exited %d:\n%s", status, out);
+    const char *at = strstr(out, "10 items in ");
+    ASSERT(at != NULL);
+    long ms = strtol(at + strlen("10 items in "), NULL, 10);
+    ASSERT_GE(ms, 500);  /* the producers' own time */
+    ASSERT_LE(ms, 1000); /* well under producing and then consuming */
+    free(out);
+    serve_cleanup(&p);
+}
