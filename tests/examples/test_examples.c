@@ -45,6 +45,16 @@ static int run_example(const char *name, const char *arg, const char *cwd, char 
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* serve_init(p) (for its directory), then runs an example to its end and
+ * fails the test unless it exits 0. Returns its stdout (malloc'd). */
+static char *run_ok(serve_proc *p, const char *name, const char *arg) {
+    serve_init(p);
+    char *out;
+    int status = run_example(name, arg, p->dir, &out);
+    if (status != 0) coil_test_fail(__FILE__, __LINE__, "%s exited %d:\n%s", name, status, out);
+    return out;
+}
+
 static void expect_run(const char *name, const char *arg, const char *const *wants) {
     serve_proc p;
     serve_init(&p); /* for its temporary directory */
@@ -261,10 +271,7 @@ TEST(python_app_hands_its_reports_to_coil) {
 
 TEST(http_as_completed_takes_each_answer_as_it_comes) {
     serve_proc p;
-    serve_init(&p);
-    char *out;
-    int status = run_example("http_as_completed", NULL, p.dir, &out);
-    if (status != 0) coil_test_fail(__FILE__, __LINE__, "exited %d:\n%s", status, out);
+    char *out = run_ok(&p, "http_as_completed", NULL);
     /* Fastest first: the delays in ascending order, every one answered. */
     const char *at = out;
     for (int ms = 10; ms <= 100; ms += 10) {
@@ -351,10 +358,7 @@ TEST(planet_proxy_answers_from_its_upstream) {
 
 TEST(compute_pi_keeps_the_loop_turning) {
     serve_proc p;
-    serve_init(&p);
-    char *out;
-    int status = run_example("compute_pi", NULL, p.dir, &out);
-    if (status != 0) coil_test_fail(__FILE__, __LINE__, "exited %d:\n%s", status, out);
+    char *out = run_ok(&p, "compute_pi", NULL);
     ASSERT_CONTAINS(out, "pi = 3.14159265358979323846264338327950288419716939937510...");
     ASSERT_CONTAINS(out, "known digits: match");
     ASSERT_CONTAINS(out, "ending ...5779458151"); /* the millionth decimal is the last 1 */
@@ -434,16 +438,12 @@ TEST(feed_reader_greets_while_health_stays_free) {
 
 TEST(next_id_is_atomic_on_the_loop_and_durable_in_the_store) {
     serve_proc p;
-    serve_init(&p);
-    char *out;
-    int status = run_example("next_id", "ids", p.dir, &out);
-    if (status != 0) coil_test_fail(__FILE__, __LINE__, "exited %d:\n%s", status, out);
+    char *out = run_ok(&p, "next_id", "ids");
     ASSERT_CONTAINS(out, "on the loop, ++next: 0 duplicates among 100 tasks");
     ASSERT(strstr(out, "with a yield between read and write: 0 duplicates") == NULL);
     ASSERT_CONTAINS(out, "durable ids: 1 to 5, each once");
     free(out);
-    status = run_example("next_id", "ids", p.dir, &out); /* a restart goes on */
-    ASSERT_EQ(status, 0);
+    ASSERT_EQ(run_example("next_id", "ids", p.dir, &out), 0); /* a restart goes on */
     ASSERT_CONTAINS(out, "durable ids: 6 to 10, each once");
     free(out);
     serve_cleanup(&p);
@@ -453,10 +453,7 @@ TEST(next_id_is_atomic_on_the_loop_and_durable_in_the_store) {
  * two tasks (the margin is the difference, 1 s, not the exact times). */
 TEST(say_after_overlaps_as_two_tasks) {
     serve_proc p;
-    serve_init(&p);
-    char *out;
-    int status = run_example("say_after", "5", p.dir, &out);
-    if (status != 0) coil_test_fail(__FILE__, __LINE__, "exited %d:\n%s", status, out);
+    char *out = run_ok(&p, "say_after", "5");
     const char *seq = strstr(out, "one after the other: "), *par = strstr(out, "as two tasks: ");
     ASSERT(seq != NULL && par != NULL);
     long in_turn = strtol(seq + strlen("one after the other: "), NULL, 10);
@@ -472,10 +469,7 @@ TEST(say_after_overlaps_as_two_tasks) {
 
 TEST(queue_overlap_finishes_in_the_overlapped_time) {
     serve_proc p;
-    serve_init(&p);
-    char *out;
-    int status = run_example("queue_overlap", NULL, p.dir, &out);
-    if (status != 0) coil_test_fail(__FILE__, __LINE__, "exited %d:\n%s", status, out);
+    char *out = run_ok(&p, "queue_overlap", NULL);
     const char *at = strstr(out, "10 items in ");
     ASSERT(at != NULL);
     long ms = strtol(at + strlen("10 items in "), NULL, 10);
