@@ -359,7 +359,10 @@ static void send_cancel(pool_job *job) {
         int err = write_frame(job, COIL__FRAME_CANCEL, iov, 0);
         if (err) write_failed(job, s, err);
     }
-    if (job->state == JOB_RUNNING && job->slot == s) coil__slot_escalate(s);
+    /* The stop sequence is the worker's: a second job of an awaiting worker
+     * cancelled while it runs joins it, rather than hurrying it on to
+     * SIGTERM. */
+    if (job->state == JOB_RUNNING && job->slot == s && s->stage == 0) coil__slot_escalate(s);
 }
 
 /* ------------------------------------------------------------------ the call */

@@ -267,6 +267,38 @@ static coil_result cancel_main(void *arg) {
 
 TEST(a_cancel_reaches_a_suspended_handler) { RUN_MAIN(cancel_main, NULL); }
 
+/* Two jobs of one worker cancelled together: each returns by itself, and
+ * the second cancel does not hurry the worker's stop sequence on to
+ * SIGTERM. */
+static coil_result cancel_two_main(void *arg) {
+    (void)arg;
+    coil_pool *p = start_pool(1);
+    job_call a = {.pool = p, .kind = "t.await_forever", .payload = ""};
+    job_call b = {.pool = p, .kind = "t.await_forever", .payload = ""};
+    coil_task *ta = coil_spawn(run_call, &a);
+    coil_task *tb = coil_spawn(run_call, &b);
+    coil_sleep(COIL_MSEC(100));
+    coil_cancel(ta);
+    coil_cancel(tb);
+    ASSERT_EQ(coil_join(ta, NULL), 0);
+    ASSERT_EQ(coil_join(tb, NULL), 0);
+    for (job_call *c = &a; c; c = c == &a ? &b : NULL) {
+        ASSERT_EQ(c->ret, -ECANCELED);
+        ASSERT_EQ(c->out.signal, 0);
+        ASSERT_STR_EQ(c->out.error, "told to stop");
+    }
+    ASSERT_EQ(a.out.pid, b.out.pid);
+    coil_job_outcome out; /* the worker lives on */
+    ASSERT_EQ(coil_pool_run(p, "t.await_sleep", "1", 1, NULL, &out), 0);
+    ASSERT_EQ(out.pid, a.out.pid);
+    coil_job_outcome_free(&out);
+    ASSERT_EQ(coil_pool_stop(p, COIL_POOL_DRAIN), 0);
+    assert_no_children();
+    return coil_ok(NULL);
+}
+
+TEST(two_cancels_in_one_worker_stop_two_jobs_not_the_worker) { RUN_MAIN(cancel_two_main, NULL); }
+
 /* A crash takes every job of its worker with it, each recorded as one. */
 static coil_result crash_main(void *arg) {
     (void)arg;
