@@ -30,6 +30,7 @@
 #ifndef COIL_JOBS_FRAME_H
 #define COIL_JOBS_FRAME_H
 
+#include "coil/io.h"
 #include "coil/jobs.h"
 
 #include <stddef.h>
@@ -119,6 +120,21 @@ int coil__frame_progress_decode(const uint8_t *p, size_t len, int *percent,
                                 const char **message, size_t *message_len);
 /* HELLO: the worker's pid (> 0). */
 int coil__frame_hello_decode(const uint8_t *p, size_t len, uint32_t *pid);
+
+/* ------------------------------------------------------------------ on a stream
+ * frame_stream.c: the loop side's reads and writes. */
+
+/* Reads one frame: its header into *hdr, its payload, NUL-terminated, into
+ * *payload (malloc'd, the caller frees). Returns 1; 0 at a clean end of the
+ * stream; -ENODATA if the stream ended inside a frame; -EPROTO for a bad
+ * header; -ENOMEM; or a read error or the interruption. Suspends. */
+int coil__frame_read_stream(coil_stream *st, coil__frame_hdr *hdr, uint8_t **payload);
+/* Writes a frame whose payload is the `n` buffers at iov[1..n] (iov[0] is
+ * filled with the header here), as one writev, shielded from the caller's
+ * cancellation so that a frame is never torn. Returns 0 or the write's
+ * error. Suspends. */
+int coil__frame_write_stream(coil_stream *st, coil__frame_type type, uint64_t id,
+                             struct iovec *iov, int n);
 
 /* Little-endian helpers for the other frame bodies. */
 static inline void coil__put_u32(uint8_t *p, uint32_t v) {

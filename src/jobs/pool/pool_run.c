@@ -303,16 +303,7 @@ void coil__job_progress(pool_slot *s, uint64_t id, int percent, const char *mess
  * worker, shielded from the submitter's cancellation. Returns 0 or the
  * write's error. Suspends. */
 static int write_frame(pool_job *job, coil__frame_type type, struct iovec *iov, int n) {
-    size_t len = 0;
-    for (int i = 1; i <= n; i++) len += iov[i].iov_len;
-    uint8_t hdr[COIL__FRAME_HEADER];
-    coil__frame_header_encode(hdr, type, (uint32_t)len, job->id);
-    iov[0] = (struct iovec){hdr, sizeof hdr};
-    coil_scope shield;
-    coil_scope_enter_shielded(&shield, COIL_NEVER);
-    int err = coil_stream_writev(job->slot->stream, iov, (size_t)n + 1);
-    coil_scope_exit(&shield);
-    return err;
+    return coil__frame_write_stream(job->slot->stream, type, job->id, iov, n);
 }
 
 /* A write to a live worker failed (not because it died): kill it, and

@@ -194,27 +194,12 @@ static int spawn(pool_slot *s) {
 
 /* ------------------------------------------------------------------ frames in */
 
-/* Reads one frame: header into *hdr, payload (malloc'd, NUL-terminated,
- * the caller frees) into *payload. Returns 1, 0 at a clean end of the
- * stream, -EPROTO for a bad or truncated frame, or a read error or the
+/* Reads one frame (frame_stream.c): 1, 0 at a clean end of the stream,
+ * -EPROTO for a bad or truncated frame, or a read error or the
  * interruption. Suspends. */
 static int read_frame(pool_slot *s, coil__frame_hdr *hdr, uint8_t **payload) {
-    uint8_t h[COIL__FRAME_HEADER];
-    ssize_t n = coil_stream_read_exactly(s->stream, h, sizeof h);
-    if (n == 0) return 0;
-    if (n < 0) return n == -ENODATA ? -EPROTO : (int)n;
-    int err = coil__frame_header_decode(h, sizeof h, COIL__FRAME_MAX, hdr);
-    if (err) return -EPROTO;
-    uint8_t *p = malloc((size_t)hdr->length + 1);
-    if (!p) return -ENOMEM;
-    n = hdr->length ? coil_stream_read_exactly(s->stream, p, hdr->length) : 0;
-    if (n < 0 || (n == 0 && hdr->length)) {
-        free(p);
-        return n == 0 || n == -ENODATA ? -EPROTO : (int)n;
-    }
-    p[hdr->length] = '\0';
-    *payload = p;
-    return 1;
+    int r = coil__frame_read_stream(s->stream, hdr, payload);
+    return r == -ENODATA ? -EPROTO : r;
 }
 
 /* Handles one frame from a ready worker; takes `payload`. Returns 0 or

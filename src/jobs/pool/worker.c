@@ -95,7 +95,7 @@ static int send_frame(int fd, coil__frame_type type, uint64_t id, struct iovec *
 
 int coil__worker_send(coil_job_ctx *ctx, coil__frame_type type, struct iovec *iov, int n) {
     if (!ctx->stream) return send_frame(ctx->fd, type, ctx->id, iov, n);
-    return coil__worker_send_stream(ctx->stream, type, ctx->id, iov, n);
+    return coil__frame_write_stream(ctx->stream, type, ctx->id, iov, n);
 }
 
 /* Reads one frame: its header into *hdr and its payload, NUL-terminated,

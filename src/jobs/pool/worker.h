@@ -73,9 +73,6 @@ extern char coil__running_kind[COIL_JOB_KIND_MAX + 1];
  * iov[1..n] (iov[0] is the header's). Plain: blocks while the socket is
  * full. Awaiting: suspends, shielded. Returns 0 or -errno. */
 int coil__worker_send(coil_job_ctx *ctx, coil__frame_type type, struct iovec *iov, int n);
-/* The same on a worker_await.c stream. Suspends. */
-int coil__worker_send_stream(coil_stream *st, coil__frame_type type, uint64_t id,
-                             struct iovec *iov, int n);
 /* Sends ctx's RESULT: `status` and what the handler set. */
 int coil__worker_send_result(coil_job_ctx *ctx, int status);
 /* Runs the rest of a worker's life on a loop, beginning with the awaiting

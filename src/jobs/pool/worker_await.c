@@ -42,20 +42,6 @@ typedef struct await_job {
     coil__frame_run run;
 } await_job;
 
-int coil__worker_send_stream(coil_stream *st, coil__frame_type type, uint64_t id,
-                             struct iovec *iov, int n) {
-    size_t len = 0;
-    for (int i = 1; i <= n; i++) len += iov[i].iov_len;
-    uint8_t hdr[COIL__FRAME_HEADER];
-    coil__frame_header_encode(hdr, type, (uint32_t)len, id);
-    iov[0] = (struct iovec){hdr, sizeof hdr};
-    coil_scope shield;
-    coil_scope_enter_shielded(&shield, COIL_NEVER);
-    int err = coil_stream_writev(st, iov, (size_t)n + 1);
-    coil_scope_exit(&shield);
-    return err;
-}
-
 /* ------------------------------------------------------------------ a job */
 
 static coil_result job_main(void *arg) {
@@ -118,28 +104,6 @@ static void cancel_job(await_worker *w, uint64_t id) {
     /* a CANCEL for a job that has just answered: too late, ignored */
 }
 
-/* ------------------------------------------------------------------ frames in */
-
-/* Reads one frame as worker.c does, from the loop's stream. Returns 1, 0 at
- * the end of the stream, or a negative error. Suspends. */
-static int read_frame(await_worker *w, coil__frame_hdr *hdr, uint8_t **payload) {
-    uint8_t h[COIL__FRAME_HEADER];
-    ssize_t n = coil_stream_read_exactly(w->stream, h, sizeof h);
-    if (n <= 0) return (int)n;
-    int err = coil__frame_header_decode(h, sizeof h, COIL__FRAME_MAX, hdr);
-    if (err) return err;
-    uint8_t *p = malloc((size_t)hdr->length + 1);
-    if (!p) return -ENOMEM;
-    n = hdr->length ? coil_stream_read_exactly(w->stream, p, hdr->length) : 0;
-    if (n < 0 || (n == 0 && hdr->length)) {
-        free(p);
-        return n < 0 ? (int)n : -EPIPE;
-    }
-    p[hdr->length] = '\0';
-    *payload = p;
-    return 1;
-}
-
 typedef struct await_start {
     int fd;
     uint64_t id;
@@ -162,9 +126,10 @@ static coil_result await_main(void *arg) {
     while (!status) {
         coil__frame_hdr hdr;
         uint8_t *payload = NULL;
-        int r = read_frame(&w, &hdr, &payload);
-        if (r <= 0) {
-            status = r == 0 || r == -EPIPE || r == -ECONNRESET ? EXIT_CLEAN : EXIT_PROTOCOL;
+        int r = coil__frame_read_stream(w.stream, &hdr, &payload);
+        if (r <= 0) { /* an end, even inside a frame, is the supervisor gone */
+            status = r == 0 || r == -ENODATA || r == -EPIPE || r == -ECONNRESET ? EXIT_CLEAN
+                                                                             : EXIT_PROTOCOL;
             break;
         }
         if (hdr.type == COIL__FRAME_RUN) {
