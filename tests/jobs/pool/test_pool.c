@@ -6,7 +6,7 @@
  * stops it; the no-zombie checks rely on a test process having no other
  * children than its workers.
  */
-#include "test.h"
+#include "jobs/pool/pool_fixture.h"
 
 #include <signal.h>
 #include <stdatomic.h>
@@ -93,39 +93,6 @@ COIL_JOB_HANDLER("t.burn", burn)
 
 /* ------------------------------------------------------------------ helpers */
 
-/* One job run in its own task. */
-typedef struct job_call {
-    coil_pool *pool;
-    const char *kind;
-    const char *payload;
-    coil_job_opts opts;
-    coil_job_outcome out;
-    int ret;
-} job_call;
-
-static coil_result run_call(void *arg) {
-    job_call *c = arg;
-    c->ret = coil_pool_run(c->pool, c->kind, c->payload, strlen(c->payload), &c->opts, &c->out);
-    return coil_ok(NULL);
-}
-
-static coil_task *spawn_call(job_call *c) {
-    coil_task *t = coil_spawn(run_call, c);
-    ASSERT(t != NULL);
-    return t;
-}
-
-/* A pool with `workers` workers and a short kill grace. The cancel grace
- * leaves a polling handler ample time to notice, even on a loaded machine. */
-static coil_pool *start_pool(size_t workers, size_t max_queue) {
-    coil_pool_config cfg = {.workers = workers, .max_queue = max_queue,
-                            .cancel_grace = COIL_SEC(1), .kill_grace = COIL_MSEC(300)};
-    coil_pool *p = NULL;
-    ASSERT_EQ(coil_pool_start(&cfg, &p), 0);
-    ASSERT(p != NULL);
-    return p;
-}
-
 /* Waits (up to 20 s) until every worker is alive and idle. */
 static void await_alive(coil_pool *p, size_t n) {
     coil_pool_stats st;
@@ -135,12 +102,6 @@ static void await_alive(coil_pool *p, size_t n) {
         coil_sleep(COIL_MSEC(10));
     }
     ASSERT_EQ(st.alive, n);
-}
-
-/* The stop left no child process behind, not even a zombie. */
-static void assert_no_children(void) {
-    ASSERT_EQ(waitpid(-1, NULL, WNOHANG), -1);
-    ASSERT_EQ(errno, ECHILD);
 }
 
 static int run_simple(coil_pool *p, const char *kind, const char *payload, coil_job_outcome *out) {

@@ -6,7 +6,7 @@
  * a thread of the test process; the worker fetches from it.
  * COIL_TEST_THREADS: the server's thread.
  */
-#include "test.h"
+#include "jobs/pool/pool_fixture.h"
 #include "http/loopback_server.h"
 
 #include <coil/http.h>
@@ -117,28 +117,6 @@ COIL_JOB_AWAITING_HANDLER("t.await_fetch", await_fetch, 1)
 
 /* ------------------------------------------------------------------ helpers */
 
-typedef struct job_call {
-    coil_pool *pool;
-    const char *kind;
-    const char *payload;
-    coil_job_outcome out;
-    int ret;
-} job_call;
-
-static coil_result run_call(void *arg) {
-    job_call *c = arg;
-    c->ret = coil_pool_run(c->pool, c->kind, c->payload, strlen(c->payload), NULL, &c->out);
-    return coil_ok(NULL);
-}
-
-static coil_pool *start_pool(size_t workers) {
-    coil_pool_config cfg = {.workers = workers, .cancel_grace = COIL_SEC(1),
-                            .kill_grace = COIL_MSEC(300)};
-    coil_pool *p = NULL;
-    ASSERT_EQ(coil_pool_start(&cfg, &p), 0);
-    return p;
-}
-
 /* Runs n calls of `kind` with `payload` at once and waits for them all. */
 static void run_many(coil_pool *p, const char *kind, const char *payload, job_call *calls,
                      size_t n) {
@@ -146,22 +124,16 @@ static void run_many(coil_pool *p, const char *kind, const char *payload, job_ca
     ASSERT(n <= 32);
     for (size_t i = 0; i < n; i++) {
         calls[i] = (job_call){.pool = p, .kind = kind, .payload = payload};
-        tasks[i] = coil_spawn(run_call, &calls[i]);
-        ASSERT(tasks[i] != NULL);
+        tasks[i] = spawn_call(&calls[i]);
     }
     for (size_t i = 0; i < n; i++) ASSERT_EQ(coil_join(tasks[i], NULL), 0);
-}
-
-static void assert_no_children(void) {
-    ASSERT_EQ(waitpid(-1, NULL, WNOHANG), -1);
-    ASSERT_EQ(errno, ECHILD);
 }
 
 /* ------------------------------------------------------------------ concurrency */
 
 static coil_result share_main(void *arg) {
     (void)arg;
-    coil_pool *p = start_pool(2);
+    coil_pool *p = start_pool(2, 0);
     /* Eight at once, all in one worker (the other stays free for plain
      * jobs), and all eight seen running together there. */
     job_call calls[8];
@@ -207,7 +179,7 @@ TEST(awaiting_jobs_run_together_in_one_worker) { RUN_MAIN(share_main, NULL); }
  * gets a fresh worker; and awaiting jobs come back after it. */
 static coil_result mixed_main(void *arg) {
     (void)arg;
-    coil_pool *p = start_pool(1);
+    coil_pool *p = start_pool(1, 0);
     coil_job_outcome out;
     ASSERT_EQ(coil_pool_run(p, "t.await_sleep", "10", 2, NULL, &out), 0);
     int awaiting_pid = atoi(out.result);
@@ -236,7 +208,7 @@ TEST(a_plain_job_after_awaiting_ones_gets_a_fresh_worker) { RUN_MAIN(mixed_main,
 
 static coil_result cancel_main(void *arg) {
     (void)arg;
-    coil_pool *p = start_pool(1);
+    coil_pool *p = start_pool(1, 0);
     job_call a = {.pool = p, .kind = "t.await_forever", .payload = ""};
     job_call b = {.pool = p, .kind = "t.await_sleep", .payload = "300"};
     coil_task *ta = coil_spawn(run_call, &a);
@@ -272,7 +244,7 @@ TEST(a_cancel_reaches_a_suspended_handler) { RUN_MAIN(cancel_main, NULL); }
  * SIGTERM. */
 static coil_result cancel_two_main(void *arg) {
     (void)arg;
-    coil_pool *p = start_pool(1);
+    coil_pool *p = start_pool(1, 0);
     job_call a = {.pool = p, .kind = "t.await_forever", .payload = ""};
     job_call b = {.pool = p, .kind = "t.await_forever", .payload = ""};
     coil_task *ta = coil_spawn(run_call, &a);
@@ -302,7 +274,7 @@ TEST(two_cancels_in_one_worker_stop_two_jobs_not_the_worker) { RUN_MAIN(cancel_t
 /* A crash takes every job of its worker with it, each recorded as one. */
 static coil_result crash_main(void *arg) {
     (void)arg;
-    coil_pool *p = start_pool(1);
+    coil_pool *p = start_pool(1, 0);
     job_call calls[2];
     calls[0] = (job_call){.pool = p, .kind = "t.await_forever", .payload = ""};
     calls[1] = (job_call){.pool = p, .kind = "t.await_segv", .payload = ""};
@@ -345,7 +317,7 @@ static int h_slow(coil_http_request *req, coil_http_response *res, void *arg) {
 
 static coil_result fetch_main(void *arg) {
     loopback_server *s = arg;
-    coil_pool *p = start_pool(1);
+    coil_pool *p = start_pool(1, 0);
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/slow", s->port);
     coil_job_outcome out;
