@@ -65,6 +65,7 @@ enum {
     CLIENT_MAX_IDLE = 64,        /* idle connections the pool keeps */
     DEFAULT_TIMEOUT_MS = 30000,  /* rq->timeout == 0 */
     DEFAULT_REDIRECTS = 10,      /* rq->max_redirects == 0 */
+    HEADERS_MIN_CAP = 1024,      /* the first allocation of a response's header lines */
     BODY_MIN_CAP = 1024,         /* first allocation of a response body */
 };
 
@@ -349,6 +350,28 @@ static int client_get(client **out) {
 
 /* ------------------------------------------------------------------ building a request */
 
+/* Appends `n` bytes to the NUL-terminated buffer *buf (*len bytes in *cap),
+ * growing it by doubling from `first_cap`. Returns false for want of
+ * memory (the buffer is kept). */
+static bool buf_append(char **buf, size_t *len, size_t *cap, size_t first_cap, const char *data,
+                       size_t n) {
+    if (*cap - *len <= n) {
+        size_t c = *cap ? *cap : first_cap;
+        while (c - *len <= n) {
+            if (c > SIZE_MAX / 2) return false;
+            c *= 2;
+        }
+        char *p = realloc(*buf, c);
+        if (!p) return false;
+        *buf = p;
+        *cap = c;
+    }
+    memcpy(*buf + *len, data, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return true;
+}
+
 static size_t body_cb(char *data, size_t size, size_t nmemb, void *userdata) {
     xfer *x = userdata;
     size_t n = size * nmemb; /* size is always 1 */
@@ -356,22 +379,7 @@ static size_t body_cb(char *data, size_t size, size_t nmemb, void *userdata) {
         x->too_big = true;
         return 0; /* fails the transfer, as below */
     }
-    if (x->cap - x->len <= n) {
-        size_t cap = x->cap ? x->cap : BODY_MIN_CAP;
-        while (cap - x->len <= n) {
-            if (cap > SIZE_MAX / 2) goto oom;
-            cap *= 2;
-        }
-        char *p = realloc(x->body, cap);
-        if (!p) goto oom;
-        x->body = p;
-        x->cap = cap;
-    }
-    memcpy(x->body + x->len, data, n);
-    x->len += n;
-    x->body[x->len] = '\0';
-    return n;
-oom:
+    if (buf_append(&x->body, &x->len, &x->cap, BODY_MIN_CAP, data, n)) return n;
     x->oom = true;
     return 0; /* not n: curl fails the transfer with CURLE_WRITE_ERROR */
 }
@@ -387,21 +395,9 @@ static size_t header_cb(char *line, size_t size, size_t n, void *userdata) {
         return len;
     }
     if (len <= 2) return len; /* the blank line that ends the block */
-    if (x->hcap - x->hlen <= len) {
-        size_t cap = x->hcap ? x->hcap * 2 : 1024;
-        while (cap - x->hlen <= len) cap *= 2;
-        char *p = realloc(x->hdrs, cap);
-        if (!p) {
-            x->hdrs_oom = true;
-            return 0; /* curl fails the transfer: CURLE_WRITE_ERROR */
-        }
-        x->hdrs = p;
-        x->hcap = cap;
-    }
-    memcpy(x->hdrs + x->hlen, line, len);
-    x->hlen += len;
-    x->hdrs[x->hlen] = '\0';
-    return len;
+    if (buf_append(&x->hdrs, &x->hlen, &x->hcap, HEADERS_MIN_CAP, line, len)) return len;
+    x->hdrs_oom = true;
+    return 0; /* curl fails the transfer: CURLE_WRITE_ERROR */
 }
 
 /* An HTTP token (RFC 9110 tchar), as methods are. */
