@@ -25,8 +25,9 @@
  *
  * A task's wait is interruptible for queries and statements: withdrawn if
  * still queued (it never ran), or, if running, sqlite3_interrupt() on its
- * connection and a flag the busy handler checks; the task then waits for
- * the thread to finish with it, which is quick, and gets the interruption.
+ * connection and a flag the busy and progress handlers check; the task
+ * then waits for the thread to finish with it, which is quick, and gets
+ * the interruption.
  * sqlite3_interrupt() is called under db->lock while the request is seen
  * running, and a thread marks a request done under the same lock before it
  * takes the next, so an interrupt never reaches another request's
@@ -74,27 +75,25 @@ static bool req_interrupt(coil__wait *w, int err) {
 
 /* ------------------------------------------------------------------ who wakes */
 
-static bool is_reader(const coil_db *db, const db_conn *k) {
-    return !db->cfg.read_only ? k != &db->conns[0] : true;
-}
+/* The first reader's index: the writer, if any, is conns[0]. */
+static size_t first_reader(const coil_db *db) { return db->cfg.read_only ? 0 : 1; }
 
-/* db->lock held: a reader other than `except` will take from the readers'
- * queue soon, without a wake. */
-static bool reader_ready_locked(const coil_db *db, const db_conn *except, coil_time now) {
-    for (size_t i = db->cfg.read_only ? 0 : 1; i < db->nconns; i++) {
+/* db->lock held: a reader will take from the readers' queue soon, without
+ * a wake. */
+static bool reader_ready_locked(const coil_db *db, coil_time now) {
+    for (size_t i = first_reader(db); i < db->nconns; i++) {
         const db_conn *k = &db->conns[i];
-        if (k == except || k->idle || k->held) continue;
+        if (k->idle || k->held) continue;
         if (!k->running || now - k->running_since < HELP_AFTER) return true;
     }
     return false;
 }
 
-/* db->lock held: the readers' queue needs a thread that is not on it now
- * (`except` is the thread asking, or NULL). */
-static bool readq_needs_help_locked(const coil_db *db, const db_conn *except, coil_time now) {
+/* db->lock held: the readers' queue needs a thread that is not on it now. */
+static bool readq_needs_help_locked(const coil_db *db, coil_time now) {
     if (coil__list_empty(&db->readq)) return false;
     const db_req *head = COIL_CONTAINER_OF(db->readq.next, db_req, link);
-    return now - head->queued_at >= HELP_AFTER || !reader_ready_locked(db, except, now);
+    return now - head->queued_at >= HELP_AFTER || !reader_ready_locked(db, now);
 }
 
 /* db->lock held: wakes `c` if it sleeps. A thread woken stops counting as
@@ -107,8 +106,8 @@ static void wake_conn_locked(db_conn *c) {
 
 /* db->lock held: wakes an idle reader if the readers' queue needs one. */
 static void help_readq_locked(coil_db *db, coil_time now) {
-    if (!readq_needs_help_locked(db, NULL, now)) return;
-    for (size_t i = db->cfg.read_only ? 0 : 1; i < db->nconns; i++) {
+    if (!readq_needs_help_locked(db, now)) return;
+    for (size_t i = first_reader(db); i < db->nconns; i++) {
         db_conn *k = &db->conns[i];
         if (k->idle && !k->held) {
             wake_conn_locked(k);
@@ -126,7 +125,7 @@ static void wake_for_locked(coil_db *db, const db_req *r) {
 
 void coil__db_running_long(db_conn *c) {
     coil_db *db = c->db;
-    if (c->asked_help || !is_reader(db, c)) return;
+    if (c->asked_help || c->writer) return;
     coil_time now = coil_now();
     if (now - c->running_since < HELP_AFTER) return; /* this thread wrote it */
     c->asked_help = true;
@@ -181,49 +180,36 @@ void coil__db_post(db_req *r) {
 
 /* ------------------------------------------------------------------ the threads */
 
-/* db->lock held: the request this connection's thread runs next, or NULL.
- * A reader that woke spuriously leaves the readers' queue to the ready
- * readers unless it needs help. */
-static db_req *next_locked(coil_db *db, db_conn *c, bool woken) {
-    bool share = woken || !is_reader(db, c) || readq_needs_help_locked(db, c, coil_now());
+/* db->lock held: the request this connection's thread runs next, or NULL. */
+static db_req *next_locked(coil_db *db, db_conn *c) {
     coil__list *q = !coil__list_empty(&c->mailbox) ? &c->mailbox
-                    : c->held || !share            ? NULL
+                    : c->held                      ? NULL
                     : c->writer                    ? &db->writeq
                                                    : &db->readq;
     if (!q || coil__list_empty(q)) return NULL;
     return COIL_CONTAINER_OF(coil__list_pop_front(q), db_req, link);
 }
 
-/* db->lock held: a thread with nothing to take waits to be woken.
- * Returns whether it was (rather than woke spuriously). */
-static bool conn_wait_locked(coil_db *db, db_conn *c) {
-    c->idle = true;
-    pthread_cond_wait(&c->wake, &db->lock);
-    bool woken = !c->idle; /* the waker clears it */
-    c->idle = false;
-    return woken;
-}
-
 static void *conn_main(void *arg) {
     db_conn *c = arg;
     coil_db *db = c->db;
-    bool woken = true;
     pthread_mutex_lock(&db->lock);
     for (;;) {
-        db_req *r = next_locked(db, c, woken);
+        db_req *r = next_locked(db, c);
         if (!r) {
             if (db->stopping && !c->held) break;
-            woken = conn_wait_locked(db, c);
+            c->idle = true;
+            pthread_cond_wait(&c->wake, &db->lock);
+            c->idle = false;
             continue;
         }
-        woken = true; /* a thread between requests looks at every queue */
         r->state = DB_RUNNING;
         r->ran_on = c;
         c->running = r;
         c->running_since = coil_now();
         c->asked_help = false;
         atomic_store(&c->interrupt, false);
-        if (is_reader(db, c)) help_readq_locked(db, c->running_since);
+        if (!c->writer) help_readq_locked(db, c->running_since);
         pthread_mutex_unlock(&db->lock);
         bool to_writer = coil__db_run(c, r);
         pthread_mutex_lock(&db->lock);

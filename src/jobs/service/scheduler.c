@@ -178,6 +178,7 @@ static size_t window_now(const coil_jobs *j) {
  * room SQLite's peek leaves them; PostgreSQL counts every node's). */
 static size_t limits_now(const coil_jobs *j, coil__peek_limit *out) {
     size_t n = j->cfg.nlimits;
+    if (n == 0) return 0; /* no walk of the held jobs for nothing */
     for (size_t i = 0; i < n; i++)
         out[i] = (coil__peek_limit){j->cfg.limits[i].kind, j->cfg.limits[i].max_running, 0};
     coil__list *it;
